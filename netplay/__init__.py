@@ -1,0 +1,9 @@
+"""netplay: peer-to-peer multiplayer for Python games."""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
