@@ -1,0 +1,1 @@
+"""Squares: the netplay demo game."""
