@@ -80,9 +80,11 @@ PeerId: TypeAlias = str
 
 MAX_METADATA_KEYS = 32
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""A display name. The server applies its own, stricter limit (``bad_name``)."""
 Code = Annotated[str, StringConstraints(min_length=1, max_length=16)]
-GameName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+GameName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""A display name. The server applies its own, stricter limit (``bad_name``)."""
 Metadata = Annotated[dict[str, Any], Field(max_length=MAX_METADATA_KEYS)]
 RequestId = Annotated[int, Field(ge=0, le=2**53)]
 
@@ -402,6 +404,16 @@ class Pong(_Message):
     t: float | None = None
 
 
+class Ok(_Message):
+    """Success reply to a request that has no other reply (``leave``, ``kick``, ``signal``).
+
+    Sent only when the request carried an ``id``.
+    """
+
+    type: Literal["ok"] = "ok"
+    id: RequestId | None = None
+
+
 class Error(_Message):
     """A request failed; ``code`` is stable, ``message`` is for humans."""
 
@@ -420,6 +432,7 @@ ServerMessage: TypeAlias = Annotated[
     | LobbyList
     | RelayedSignal
     | Pong
+    | Ok
     | Error,
     Field(discriminator="type"),
 ]

@@ -6,6 +6,8 @@ port 0. The socket is bound before uvicorn starts, so the port is known without 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from netplay.protocol import PROTOCOL_VERSION
 from signaling.app import create_app
 from signaling.settings import Settings
 
@@ -89,3 +92,89 @@ def lobby_factory() -> Iterator[Any]:
     yield factory
     for server in started:
         server.stop()
+
+
+# --- real WebSocket clients for lobby tests ---------------------------------------------------
+
+
+class WsClient:
+    """A thin test client over a real ``websockets`` connection, speaking raw protocol JSON."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.peer_id: str = ""
+        self.resume_token: str = ""
+        self.welcome: dict[str, Any] = {}
+        self._next_id = 0
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next server message (fails the test after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+    async def expect(self, type: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """The next message must have this type (and these field values)."""
+        message = await self.recv(timeout)
+        assert message["type"] == type, message
+        for key, value in fields.items():
+            assert message.get(key) == value, (key, message)
+        return message
+
+    async def nothing(self, within: float = 0.2) -> None:
+        """Assert that no message arrives within ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                message = await self.ws.recv()
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected message {message}")
+
+    async def request(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Send a request with a fresh id; return the next message, which must echo it."""
+        self._next_id += 1
+        await self.send(type=type, id=self._next_id, **fields)
+        reply = await self.recv()
+        assert reply.get("id") == self._next_id, reply
+        return reply
+
+    async def hello(self, name: str = "player", **fields: Any) -> dict[str, Any]:
+        fields.setdefault("v", PROTOCOL_VERSION)
+        reply = await self.request("hello", name=name, **fields)
+        if reply["type"] == "welcome":
+            self.welcome = reply
+            self.peer_id = reply["peer_id"]
+            self.resume_token = reply["resume_token"]
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@pytest.fixture
+async def connect() -> Any:
+    """``await connect(server, name=...)``: a real WebSocket client that has said hello.
+
+    Pass ``hello=False`` for a bare connection. All clients are closed after the test.
+    """
+    from websockets.asyncio.client import connect as ws_connect
+
+    clients: list[WsClient] = []
+
+    async def factory(server: LobbyServer, name: str = "player", *, hello: bool = True,
+                      **hello_fields: Any) -> WsClient:
+        client = WsClient(await ws_connect(server.url, open_timeout=5, max_size=None))
+        clients.append(client)
+        if hello:
+            reply = await client.hello(name, **hello_fields)
+            assert reply["type"] == "welcome", reply
+        return client
+
+    yield factory
+    for client in clients:
+        await client.ws.close()

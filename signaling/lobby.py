@@ -1,0 +1,540 @@
+"""The lobby core: peers, lobbies, codes, matching, host migration, relay and resume.
+
+Plain Python: no Starlette, no sockets. The WebSocket app (``signaling.app``) hands each connection
+a :data:`Deliver` callback and calls the :class:`Backend` methods; the backend answers requests and
+tells other peers what changed by calling their callbacks with encoded frames.
+
+:class:`Backend` is the seam for shared state: :class:`MemoryBackend` keeps everything in this
+process. A backend for several server instances (Redis keys + pub/sub) implements the same
+methods. Each ``MemoryBackend`` method runs without awaiting anything, so on one event loop every
+request is atomic: concurrent quick-matches cannot overfill a lobby.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+import unicodedata
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from netplay.protocol import (
+    ErrorCode,
+    Host,
+    HostChanged,
+    Join,
+    LobbyInfo,
+    LobbyState,
+    LobbySummary,
+    Member,
+    Ok,
+    PeerId,
+    PeerJoined,
+    PeerLeft,
+    QuickMatch,
+    RelayedSignal,
+    Signal,
+    encode,
+)
+
+__all__ = [
+    "CODE_ALPHABET",
+    "CODE_LENGTH",
+    "Backend",
+    "Deliver",
+    "LeaveReason",
+    "LobbyError",
+    "MemoryBackend",
+    "Session",
+    "check_metadata",
+    "check_name",
+    "normalize_code",
+]
+
+logger = logging.getLogger("signaling")
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+"""Lobby code characters: upper-case letters and digits without look-alikes (no I, L, O, 0, 1)."""
+CODE_LENGTH = 6
+
+SUSPENDED_BUFFER = 256
+"""Relayed signals kept for a dropped peer until it resumes (oldest dropped first)."""
+
+Deliver = Callable[[str], None]
+"""Hands one encoded server frame to a connection. Must not block (the app queues it)."""
+
+LeaveReason = Literal["left", "kicked", "disconnected", "timed_out"]
+
+
+class LobbyError(Exception):
+    """A request was refused; ``code`` goes on the wire in an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a connection learns from :meth:`Backend.connect` or :meth:`Backend.resume`."""
+
+    peer_id: PeerId
+    resume_token: str
+    resumed: bool = False
+    lobby: LobbyInfo | None = None
+    backlog: tuple[str, ...] = ()
+    """Frames held for the peer while it was away, to send right after ``welcome``."""
+
+
+def normalize_code(code: str) -> str:
+    """Lobby codes are case-insensitive and may be typed with stray spaces or dashes."""
+    return code.strip().replace("-", "").replace(" ", "").upper()
+
+
+def check_name(name: str, max_length: int) -> str:
+    """Validate a display name (printable, not blank, not too long); returns it stripped."""
+    stripped = name.strip()
+    if not stripped:
+        raise LobbyError(ErrorCode.BAD_NAME, "display name must not be blank")
+    if len(stripped) > max_length:
+        raise LobbyError(ErrorCode.BAD_NAME,
+                         f"display name is {len(stripped)} characters, at most {max_length} allowed")
+    for ch in stripped:
+        if unicodedata.category(ch)[0] == "C" or (ch.isspace() and ch != " "):
+            raise LobbyError(ErrorCode.BAD_NAME,
+                             f"display name contains a control character (U+{ord(ch):04X})")
+    return stripped
+
+
+def check_metadata(metadata: Mapping[str, Any], max_bytes: int, what: str = "metadata") -> None:
+    """Refuse metadata whose compact JSON is larger than ``max_bytes``."""
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise LobbyError(ErrorCode.METADATA_TOO_LARGE,
+                         f"{what} is {size} bytes of JSON, at most {max_bytes} allowed")
+
+
+class Backend(ABC):
+    """Lobby state and relay, shared by every connection of one (or several) server(s).
+
+    Request methods answer the requester through its :data:`Deliver` callback (so the answer
+    is ordered with the events it causes), echo ``request_id``, and raise :class:`LobbyError`
+    when refused, having changed nothing.
+    """
+
+    # --- sessions ---
+
+    @abstractmethod
+    async def connect(self, name: str, deliver: Deliver) -> Session:
+        """Register a new peer with a fresh id and resume token."""
+
+    @abstractmethod
+    async def resume(self, token: str, name: str, deliver: Deliver) -> Session | None:
+        """Reattach a peer by its resume token; ``None`` when unknown or expired.
+
+        A peer still attached to another connection is moved to this one.
+        """
+
+    @abstractmethod
+    async def disconnect(self, peer_id: PeerId, reason: LeaveReason, grace: float) -> None:
+        """The peer's connection is gone. With ``grace > 0`` its seat is kept that long for
+        :meth:`resume`; otherwise (or then) it leaves its lobby with ``reason``."""
+
+    @abstractmethod
+    async def expire(self) -> None:
+        """Remove the peers whose grace period has run out."""
+
+    # --- lobby requests ---
+
+    @abstractmethod
+    async def host(self, peer_id: PeerId, request: Host) -> LobbyInfo:
+        """Create a lobby hosted by ``peer_id``."""
+
+    @abstractmethod
+    async def join(self, peer_id: PeerId, request: Join) -> LobbyInfo:
+        """Join a lobby by code."""
+
+    @abstractmethod
+    async def quick_match(self, peer_id: PeerId, request: QuickMatch) -> LobbyInfo:
+        """Join the fullest matching open public lobby, or create one."""
+
+    @abstractmethod
+    async def list_lobbies(self, game: str | None = None,
+                           filter: Mapping[str, Any] | None = None) -> list[LobbySummary]:
+        """Public lobbies that can be joined (not locked, not full), fullest first."""
+
+    @abstractmethod
+    async def leave(self, peer_id: PeerId, request_id: int | None = None) -> None:
+        """Leave the current lobby."""
+
+    @abstractmethod
+    async def kick(self, peer_id: PeerId, target: PeerId, request_id: int | None = None) -> None:
+        """Host only: remove ``target`` from the lobby."""
+
+    @abstractmethod
+    async def set_locked(self, peer_id: PeerId, locked: bool,
+                         request_id: int | None = None) -> LobbyInfo:
+        """Host only: lock or unlock the lobby."""
+
+    @abstractmethod
+    async def set_metadata(self, peer_id: PeerId, metadata: dict[str, Any],
+                           request_id: int | None = None) -> LobbyInfo:
+        """Host only: replace the lobby's metadata."""
+
+    @abstractmethod
+    async def relay(self, peer_id: PeerId, request: Signal) -> None:
+        """Send a signal to a member of the sender's lobby, with ``from`` stamped."""
+
+    # --- introspection ---
+
+    @abstractmethod
+    async def stats(self) -> dict[str, int]:
+        """Counts for ``/healthz``."""
+
+
+@dataclass(eq=False)
+class _Peer:
+    id: PeerId
+    name: str
+    resume_token: str
+    deliver: Deliver | None
+    lobby: _Lobby | None = None
+    seq: int = 0
+    expires: float | None = None
+    """While suspended: when the grace period ends."""
+    leave_reason: LeaveReason = "disconnected"
+    buffer: deque[str] = field(default_factory=lambda: deque(maxlen=SUSPENDED_BUFFER))
+
+    def send(self, frame: str, *, buffer: bool = False) -> None:
+        if self.deliver is not None:
+            self.deliver(frame)
+        elif buffer:
+            self.buffer.append(frame)
+
+    def member(self) -> Member:
+        return Member(id=self.id, name=self.name, seq=self.seq)
+
+
+@dataclass(eq=False)
+class _Lobby:
+    code: str
+    host: _Peer
+    max_players: int
+    public: bool
+    password: str | None
+    game: str
+    game_version: str
+    metadata: dict[str, Any]
+    created: int
+    locked: bool = False
+    next_seq: int = 0
+    members: dict[PeerId, _Peer] = field(default_factory=dict)
+
+    def info(self) -> LobbyInfo:
+        return LobbyInfo(
+            code=self.code,
+            host=self.host.id,
+            members=[p.member() for p in self.members.values()],
+            max_players=self.max_players,
+            public=self.public,
+            locked=self.locked,
+            has_password=self.password is not None,
+            game=self.game,
+            game_version=self.game_version,
+            metadata=self.metadata,
+        )
+
+    def summary(self) -> LobbySummary:
+        return LobbySummary(
+            code=self.code,
+            players=len(self.members),
+            max_players=self.max_players,
+            game=self.game,
+            game_version=self.game_version,
+            metadata=self.metadata,
+            has_password=self.password is not None,
+            host_name=self.host.name,
+        )
+
+    def is_open(self) -> bool:
+        return not self.locked and len(self.members) < self.max_players
+
+    def matches(self, game: str | None, game_version: str | None,
+                filter: Mapping[str, Any]) -> bool:
+        return ((game is None or self.game == game)
+                and (game_version is None or self.game_version == game_version)
+                and all(k in self.metadata and self.metadata[k] == v for k, v in filter.items()))
+
+    def broadcast(self, message: BaseModel, *, exclude: _Peer | None = None) -> None:
+        frame = encode(message)
+        for peer in self.members.values():
+            if peer is not exclude:
+                peer.send(frame)
+
+
+class MemoryBackend(Backend):
+    """All lobby state in this process's memory."""
+
+    def __init__(self, *, max_lobbies: int = 10_000, max_metadata_bytes: int = 2048,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_lobbies = max_lobbies
+        self.max_metadata_bytes = max_metadata_bytes
+        self.clock = clock
+        self._peers: dict[PeerId, _Peer] = {}
+        self._by_token: dict[str, _Peer] = {}
+        self._lobbies: dict[str, _Lobby] = {}
+        self._created = 0
+
+    # --- helpers ---
+
+    def _new_peer_id(self) -> PeerId:
+        while True:
+            peer_id = secrets.token_urlsafe(6)
+            if peer_id not in self._peers:
+                return peer_id
+
+    def _new_token(self, peer: _Peer) -> str:
+        self._by_token.pop(peer.resume_token, None)
+        peer.resume_token = secrets.token_urlsafe(24)
+        self._by_token[peer.resume_token] = peer
+        return peer.resume_token
+
+    def _new_code(self) -> str:
+        length = CODE_LENGTH
+        while True:
+            for _ in range(20):
+                code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+                if code not in self._lobbies:
+                    return code
+            length += 1  # pragma: no cover - only when nearly a billion codes are in use
+
+    def _peer(self, peer_id: PeerId) -> _Peer:
+        try:
+            return self._peers[peer_id]
+        except KeyError:
+            raise LobbyError(ErrorCode.NOT_AUTHENTICATED, "unknown session") from None
+
+    def _lobby_of(self, peer_id: PeerId) -> tuple[_Peer, _Lobby]:
+        peer = self._peer(peer_id)
+        if peer.lobby is None:
+            raise LobbyError(ErrorCode.NOT_IN_LOBBY, "you are not in a lobby")
+        return peer, peer.lobby
+
+    def _hosted_lobby(self, peer_id: PeerId) -> _Lobby:
+        peer, lobby = self._lobby_of(peer_id)
+        if lobby.host is not peer:
+            raise LobbyError(ErrorCode.NOT_HOST, f"only the host of lobby {lobby.code} may do that")
+        return lobby
+
+    def _free_peer(self, peer_id: PeerId) -> _Peer:
+        peer = self._peer(peer_id)
+        if peer.lobby is not None:
+            raise LobbyError(ErrorCode.ALREADY_IN_LOBBY,
+                             f"you are already in lobby {peer.lobby.code}; leave it first")
+        return peer
+
+    def _create(self, peer: _Peer, *, max_players: int, public: bool, password: str | None,
+                game: str, game_version: str, metadata: dict[str, Any]) -> _Lobby:
+        if len(self._lobbies) >= self.max_lobbies:
+            raise LobbyError(ErrorCode.TOO_MANY_LOBBIES,
+                             f"this server already has {len(self._lobbies)} lobbies, its maximum")
+        self._created += 1
+        lobby = _Lobby(code=self._new_code(), host=peer, max_players=max_players, public=public,
+                       password=password, game=game, game_version=game_version,
+                       metadata=dict(metadata), created=self._created)
+        self._lobbies[lobby.code] = lobby
+        logger.info("lobby %s created by %s (%s %s, %s, max %d players)", lobby.code, peer.id,
+                    game, game_version or "-", "public" if public else "private", max_players)
+        return lobby
+
+    def _seat(self, peer: _Peer, lobby: _Lobby, request_id: int | None) -> LobbyInfo:
+        peer.lobby = lobby
+        peer.seq = lobby.next_seq
+        lobby.next_seq += 1
+        lobby.members[peer.id] = peer
+        logger.info("%s (%s) joined lobby %s (%d/%d)", peer.id, peer.name, lobby.code,
+                    len(lobby.members), lobby.max_players)
+        lobby.broadcast(PeerJoined(peer=peer.member()), exclude=peer)
+        info = lobby.info()
+        peer.send(encode(LobbyState(id=request_id, lobby=info)))
+        return info
+
+    def _unseat(self, peer: _Peer, reason: LeaveReason) -> None:
+        lobby = peer.lobby
+        if lobby is None:
+            return
+        del lobby.members[peer.id]
+        peer.lobby = None
+        logger.info("%s (%s) left lobby %s: %s", peer.id, peer.name, lobby.code, reason)
+        if not lobby.members:
+            del self._lobbies[lobby.code]
+            logger.info("lobby %s closed", lobby.code)
+            return
+        lobby.broadcast(PeerLeft(peer_id=peer.id, reason=reason))
+        if lobby.host is peer:
+            lobby.host = min(lobby.members.values(), key=lambda p: p.seq)
+            logger.info("lobby %s: %s is the new host", lobby.code, lobby.host.id)
+            lobby.broadcast(HostChanged(host=lobby.host.id))
+
+    def _forget(self, peer: _Peer, reason: LeaveReason) -> None:
+        self._unseat(peer, reason)
+        self._peers.pop(peer.id, None)
+        self._by_token.pop(peer.resume_token, None)
+
+    # --- sessions ---
+
+    async def connect(self, name: str, deliver: Deliver) -> Session:
+        peer = _Peer(id=self._new_peer_id(), name=name, resume_token="", deliver=deliver)
+        self._peers[peer.id] = peer
+        self._new_token(peer)
+        return Session(peer_id=peer.id, resume_token=peer.resume_token)
+
+    async def resume(self, token: str, name: str, deliver: Deliver) -> Session | None:
+        peer = self._by_token.get(token)
+        if peer is None or not hmac.compare_digest(peer.resume_token, token):
+            return None
+        if peer.expires is not None and peer.expires <= self.clock():
+            self._forget(peer, peer.leave_reason)
+            return None
+        peer.expires = None
+        peer.deliver = deliver
+        backlog = tuple(peer.buffer)
+        peer.buffer.clear()
+        session = Session(peer_id=peer.id, resume_token=self._new_token(peer), resumed=True,
+                          lobby=peer.lobby.info() if peer.lobby else None, backlog=backlog)
+        logger.info("%s (%s) resumed%s", peer.id, peer.name,
+                    f" in lobby {peer.lobby.code}" if peer.lobby else "")
+        return session
+
+    async def disconnect(self, peer_id: PeerId, reason: LeaveReason, grace: float) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        peer.deliver = None
+        if grace > 0 and reason != "left":
+            peer.expires = self.clock() + grace
+            peer.leave_reason = reason
+            return
+        self._forget(peer, reason)
+
+    async def expire(self) -> None:
+        now = self.clock()
+        for peer in [p for p in self._peers.values()
+                     if p.expires is not None and p.expires <= now]:
+            self._forget(peer, peer.leave_reason)
+
+    # --- lobby requests ---
+
+    async def host(self, peer_id: PeerId, request: Host) -> LobbyInfo:
+        peer = self._free_peer(peer_id)
+        check_metadata(request.metadata, self.max_metadata_bytes)
+        lobby = self._create(peer, max_players=request.max_players, public=request.public,
+                             password=request.password or None, game=request.game,
+                             game_version=request.game_version, metadata=request.metadata)
+        return self._seat(peer, lobby, request.id)
+
+    async def join(self, peer_id: PeerId, request: Join) -> LobbyInfo:
+        peer = self._free_peer(peer_id)
+        code = normalize_code(request.code)
+        lobby = self._lobbies.get(code)
+        if lobby is None:
+            raise LobbyError(ErrorCode.LOBBY_NOT_FOUND, f"no open lobby has the code {code!r}")
+        if lobby.password is not None and not hmac.compare_digest(
+                (request.password or "").encode(), lobby.password.encode()):
+            raise LobbyError(ErrorCode.BAD_PASSWORD, f"wrong password for lobby {code}")
+        if lobby.locked:
+            raise LobbyError(ErrorCode.LOBBY_LOCKED, f"lobby {code} is locked by its host")
+        if len(lobby.members) >= lobby.max_players:
+            raise LobbyError(ErrorCode.LOBBY_FULL,
+                             f"lobby {code} is full ({lobby.max_players} players)")
+        return self._seat(peer, lobby, request.id)
+
+    async def quick_match(self, peer_id: PeerId, request: QuickMatch) -> LobbyInfo:
+        peer = self._free_peer(peer_id)
+        check_metadata(request.filter, self.max_metadata_bytes, "filter")
+        candidates = [
+            lobby for lobby in self._lobbies.values()
+            if lobby.public and lobby.password is None and lobby.is_open()
+            and lobby.matches(request.game, request.game_version, request.filter)
+        ]
+        if candidates:
+            lobby = max(candidates, key=lambda lb: (len(lb.members), -lb.created))
+        else:
+            lobby = self._create(peer, max_players=request.max_players, public=True,
+                                 password=None, game=request.game,
+                                 game_version=request.game_version, metadata=request.filter)
+        return self._seat(peer, lobby, request.id)
+
+    async def list_lobbies(self, game: str | None = None,
+                           filter: Mapping[str, Any] | None = None) -> list[LobbySummary]:
+        lobbies = [lobby for lobby in self._lobbies.values()
+                   if lobby.public and lobby.is_open() and lobby.matches(game, None, filter or {})]
+        lobbies.sort(key=lambda lb: (-len(lb.members), lb.created))
+        return [lobby.summary() for lobby in lobbies]
+
+    async def leave(self, peer_id: PeerId, request_id: int | None = None) -> None:
+        peer, _ = self._lobby_of(peer_id)
+        self._unseat(peer, "left")
+        peer.send(encode(Ok(id=request_id)))
+
+    async def kick(self, peer_id: PeerId, target: PeerId, request_id: int | None = None) -> None:
+        lobby = self._hosted_lobby(peer_id)
+        victim = lobby.members.get(target)
+        if victim is None or victim.id == peer_id:
+            raise LobbyError(ErrorCode.UNKNOWN_PEER,
+                             f"{target!r} is not another member of lobby {lobby.code}")
+        victim.send(encode(PeerLeft(peer_id=victim.id, reason="kicked")))
+        self._unseat(victim, "kicked")
+        self._peer(peer_id).send(encode(Ok(id=request_id)))
+
+    async def set_locked(self, peer_id: PeerId, locked: bool,
+                         request_id: int | None = None) -> LobbyInfo:
+        lobby = self._hosted_lobby(peer_id)
+        lobby.locked = locked
+        logger.info("lobby %s %s", lobby.code, "locked" if locked else "unlocked")
+        return self._announce(lobby, peer_id, request_id)
+
+    async def set_metadata(self, peer_id: PeerId, metadata: dict[str, Any],
+                           request_id: int | None = None) -> LobbyInfo:
+        lobby = self._hosted_lobby(peer_id)
+        check_metadata(metadata, self.max_metadata_bytes)
+        lobby.metadata = dict(metadata)
+        return self._announce(lobby, peer_id, request_id)
+
+    def _announce(self, lobby: _Lobby, peer_id: PeerId, request_id: int | None) -> LobbyInfo:
+        """Send the changed lobby state to every member (the requester's copy echoes its id)."""
+        info = lobby.info()
+        requester = lobby.members[peer_id]
+        lobby.broadcast(LobbyState(lobby=info), exclude=requester)
+        requester.send(encode(LobbyState(id=request_id, lobby=info)))
+        return info
+
+    async def relay(self, peer_id: PeerId, request: Signal) -> None:
+        peer, lobby = self._lobby_of(peer_id)
+        target = lobby.members.get(request.to)
+        if target is None or target is peer:
+            raise LobbyError(ErrorCode.UNKNOWN_PEER,
+                             f"{request.to!r} is not another member of lobby {lobby.code}")
+        target.send(encode(RelayedSignal(from_=peer.id, payload=request.payload)), buffer=True)
+        if request.id is not None:
+            peer.send(encode(Ok(id=request.id)))
+
+    # --- introspection ---
+
+    async def stats(self) -> dict[str, int]:
+        suspended = sum(1 for p in self._peers.values() if p.deliver is None)
+        return {
+            "lobbies": len(self._lobbies),
+            "peers": len(self._peers) - suspended,
+            "suspended": suspended,
+            "members": sum(len(lobby.members) for lobby in self._lobbies.values()),
+        }
