@@ -1,0 +1,332 @@
+"""The lobby core (signaling.lobby) on its own: no server, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+
+from netplay.protocol import (
+    ErrorCode,
+    Host,
+    Join,
+    QuickMatch,
+    Signal,
+    parse_server,
+)
+from signaling.lobby import (
+    CODE_ALPHABET,
+    LobbyError,
+    MemoryBackend,
+    check_metadata,
+    check_name,
+    normalize_code,
+)
+
+OFFER = {"kind": "offer", "sdp": "v=0"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Peer:
+    """A registered peer and everything the backend delivered to it."""
+
+    def __init__(self, backend: MemoryBackend, name: str) -> None:
+        self.backend = backend
+        self.name = name
+        self.inbox: list[dict[str, Any]] = []
+        self.id = ""
+        self.token = ""
+
+    def deliver(self, frame: str) -> None:
+        parse_server(frame)  # everything the core sends is a valid server message
+        self.inbox.append(json.loads(frame))
+
+    def take(self) -> list[dict[str, Any]]:
+        inbox, self.inbox = self.inbox, []
+        return inbox
+
+    def types(self) -> list[str]:
+        return [m["type"] for m in self.take()]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def backend(clock: Clock) -> MemoryBackend:
+    return MemoryBackend(max_lobbies=50, max_metadata_bytes=200, clock=clock)
+
+
+@pytest.fixture
+def peers(backend: MemoryBackend) -> Any:
+    async def make(*names: str) -> list[Peer]:
+        made = []
+        for name in names:
+            peer = Peer(backend, name)
+            session = await backend.connect(name, peer.deliver)
+            peer.id, peer.token = session.peer_id, session.resume_token
+            made.append(peer)
+        return made
+    return make
+
+
+async def host(backend: MemoryBackend, peer: Peer, **fields: Any) -> str:
+    fields.setdefault("game", "g")
+    info = await backend.host(peer.id, Host(**fields))
+    peer.take()
+    return info.code
+
+
+async def refused(code: ErrorCode, coro: Any) -> LobbyError:
+    with pytest.raises(LobbyError) as caught:
+        await coro
+    assert caught.value.code == code, caught.value
+    return caught.value
+
+
+def test_codes_are_normalized() -> None:
+    assert normalize_code(" ab-c 23x ") == "ABC23X"
+
+
+def test_name_checks() -> None:
+    assert check_name("  Ann  ", 10) == "Ann"
+    assert check_name("Zoë 🎮", 10) == "Zoë 🎮"
+    for bad in ("", "   ", "a\nb", "a\tb", "x\x00", "\u200bzero-width", "a" * 11):
+        with pytest.raises(LobbyError) as caught:
+            check_name(bad, 10)
+        assert caught.value.code == ErrorCode.BAD_NAME
+
+
+def test_metadata_size() -> None:
+    check_metadata({"k": "v" * 10}, 20)
+    with pytest.raises(LobbyError) as caught:
+        check_metadata({"k": "v" * 20}, 20)
+    assert caught.value.code == ErrorCode.METADATA_TOO_LARGE
+
+
+async def test_lobby_codes_are_short_unique_and_unambiguous(backend: MemoryBackend,
+                                                            peers: Any) -> None:
+    codes = [await host(backend, p) for p in await peers(*[f"p{i}" for i in range(50)])]
+    assert len(set(codes)) == 50
+    for code in codes:
+        assert re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", code)
+    assert not set("01ILO") & set(CODE_ALPHABET)
+
+
+async def test_join_order_seq_and_host_migration(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c, d = await peers("a", "b", "c", "d")
+    code = await host(backend, a)
+    for p in (b, c, d):
+        await backend.join(p.id, Join(code=code))
+    for p in (b, c, d):
+        p.take()
+    a.take()
+    await backend.leave(a.id)
+    for p in (b, c, d):
+        assert [(m["type"], m.get("peer_id"), m.get("host")) for m in p.take()] == [
+            ("peer_left", a.id, None), ("host_changed", None, b.id)]
+    # A rejoin gets a new, later seq; the earliest remaining member (c) is next in line.
+    await backend.join(a.id, Join(code=code))
+    a.take()
+    await backend.leave(b.id)
+    assert [m.get("host") for m in a.take() if m["type"] == "host_changed"] == [c.id]
+    await backend.leave(c.id)
+    assert [m.get("host") for m in a.take() if m["type"] == "host_changed"] == [d.id]
+
+
+async def test_lobby_closes_when_last_member_leaves(backend: MemoryBackend, peers: Any) -> None:
+    a, b = await peers("a", "b")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    await backend.leave(a.id)
+    await backend.leave(b.id)
+    assert (await backend.stats())["lobbies"] == 0
+    await refused(ErrorCode.LOBBY_NOT_FOUND, backend.join(a.id, Join(code=code)))
+
+
+async def test_join_refusals_change_nothing(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c, d = await peers("a", "b", "c", "d")
+    code = await host(backend, a, max_players=2, password="pw")
+    await refused(ErrorCode.LOBBY_NOT_FOUND, backend.join(b.id, Join(code="ZZZZZZ")))
+    await refused(ErrorCode.BAD_PASSWORD, backend.join(b.id, Join(code=code)))
+    await refused(ErrorCode.BAD_PASSWORD, backend.join(b.id, Join(code=code, password="PW")))
+    await backend.join(b.id, Join(code=code, password="pw"))
+    await refused(ErrorCode.LOBBY_FULL, backend.join(c.id, Join(code=code, password="pw")))
+    await refused(ErrorCode.ALREADY_IN_LOBBY, backend.join(b.id, Join(code=code, password="pw")))
+    await refused(ErrorCode.ALREADY_IN_LOBBY, backend.host(b.id, Host(game="g")))
+    await backend.leave(b.id)
+    await backend.set_locked(a.id, True)
+    await refused(ErrorCode.LOBBY_LOCKED, backend.join(c.id, Join(code=code, password="pw")))
+    await backend.set_locked(a.id, False)
+    await backend.join(d.id, Join(code=code, password="pw"))
+    assert (await backend.stats())["members"] == 2
+
+
+async def test_host_only_requests(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c = await peers("a", "b", "c")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    await refused(ErrorCode.NOT_HOST, backend.kick(b.id, a.id))
+    await refused(ErrorCode.NOT_HOST, backend.set_locked(b.id, True))
+    await refused(ErrorCode.NOT_HOST, backend.set_metadata(b.id, {}))
+    await refused(ErrorCode.NOT_IN_LOBBY, backend.kick(c.id, a.id))
+    await refused(ErrorCode.NOT_IN_LOBBY, backend.leave(c.id))
+    await refused(ErrorCode.UNKNOWN_PEER, backend.kick(a.id, c.id))
+    await refused(ErrorCode.UNKNOWN_PEER, backend.kick(a.id, a.id))
+    await refused(ErrorCode.METADATA_TOO_LARGE, backend.set_metadata(a.id, {"x": "y" * 300}))
+    a.take()
+    b.take()
+    info = await backend.set_metadata(a.id, {"mode": "ctf"}, request_id=7)
+    assert info.metadata == {"mode": "ctf"}
+    assert a.take() == [{"type": "lobby", "id": 7, "lobby": info.model_dump(mode="json")}]
+    assert b.take() == [{"type": "lobby", "lobby": info.model_dump(mode="json")}]
+
+
+async def test_kick(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c = await peers("a", "b", "c")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    await backend.join(c.id, Join(code=code))
+    for p in (a, b, c):
+        p.take()
+    await backend.kick(a.id, b.id, request_id=3)
+    assert b.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "kicked"}]
+    assert c.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "kicked"}]
+    assert a.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "kicked"},
+                        {"type": "ok", "id": 3}]
+    await refused(ErrorCode.NOT_IN_LOBBY, backend.relay(b.id, Signal(to=a.id, payload=OFFER)))
+    await backend.join(b.id, Join(code=code))  # a kicked peer may come back unless locked
+
+
+async def test_relay_only_within_the_lobby(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c, d = await peers("a", "b", "c", "d")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    await host(backend, c)
+    for p in (a, b, c):
+        p.take()
+    await backend.relay(a.id, Signal(to=b.id, payload=OFFER))
+    assert b.take() == [{"type": "signal", "from": a.id,
+                         "payload": {"kind": "offer", "sdp": "v=0", "attempt": 0}}]
+    await refused(ErrorCode.UNKNOWN_PEER, backend.relay(a.id, Signal(to=c.id, payload=OFFER)))
+    await refused(ErrorCode.UNKNOWN_PEER, backend.relay(a.id, Signal(to=a.id, payload=OFFER)))
+    await refused(ErrorCode.UNKNOWN_PEER, backend.relay(a.id, Signal(to="nobody", payload=OFFER)))
+    await refused(ErrorCode.NOT_IN_LOBBY, backend.relay(d.id, Signal(to=a.id, payload=OFFER)))
+    assert c.take() == [] and a.take() == []
+
+
+async def test_quick_match_prefers_fullest_matching_lobby(backend: MemoryBackend,
+                                                          peers: Any) -> None:
+    ps = await peers(*"abcdefgh")
+    small = await host(backend, ps[0], game="g", game_version="1", metadata={"mode": "ffa"})
+    big = await host(backend, ps[1], game="g", game_version="1", metadata={"mode": "ffa"})
+    await backend.join(ps[2].id, Join(code=big))
+    await host(backend, ps[3], game="g", game_version="2", metadata={"mode": "ffa"})  # version
+    await host(backend, ps[4], game="g", game_version="1", public=False, metadata={"mode": "ffa"})
+    await host(backend, ps[5], game="g", game_version="1", password="x", metadata={"mode": "ffa"})
+    info = await backend.quick_match(ps[6].id, QuickMatch(game="g", game_version="1",
+                                                          filter={"mode": "ffa"}))
+    assert info.code == big
+    info = await backend.quick_match(ps[7].id, QuickMatch(game="g", game_version="1",
+                                                          filter={"mode": "ctf"}))
+    assert info.code not in (small, big) and info.metadata == {"mode": "ctf"}
+    assert info.host == ps[7].id and info.public
+
+
+async def test_concurrent_quick_matches_fill_lobbies_exactly(backend: MemoryBackend,
+                                                             peers: Any) -> None:
+    ps = await peers(*[f"p{i}" for i in range(23)])
+    infos = await asyncio.gather(*(
+        backend.quick_match(p.id, QuickMatch(game="race", max_players=4)) for p in ps))
+    sizes = sorted((await backend.list_lobbies("race")), key=lambda s: s.code)
+    assert [s.players for s in sizes] == [3]  # only the non-full lobby is listed
+    assert len({i.code for i in infos}) == 6  # 5 full lobbies of 4 + one of 3
+
+
+async def test_list_lobbies(backend: MemoryBackend, peers: Any) -> None:
+    a, b, c, d, e = await peers(*"abcde")
+    one = await host(backend, a, game="g", metadata={"m": 1})
+    two = await host(backend, b, game="g", metadata={"m": 2}, max_players=2)
+    await backend.join(c.id, Join(code=one))
+    await host(backend, d, game="other")
+    assert [s.code for s in await backend.list_lobbies("g")] == [one, two]  # fullest first
+    assert [s.code for s in await backend.list_lobbies("g", {"m": 2})] == [two]
+    assert len(await backend.list_lobbies()) == 3
+    await backend.join(e.id, Join(code=two))  # now full: not listed
+    assert [s.code for s in await backend.list_lobbies("g")] == [one]
+    summary = (await backend.list_lobbies("g"))[0]
+    assert (summary.players, summary.host_name, summary.has_password) == (2, "a", False)
+
+
+async def test_too_many_lobbies(peers: Any, clock: Clock) -> None:
+    backend = MemoryBackend(max_lobbies=2, clock=clock)
+    made = []
+    for name in "abc":
+        p = Peer(backend, name)
+        p.id = (await backend.connect(name, p.deliver)).peer_id
+        made.append(p)
+    await backend.host(made[0].id, Host(game="g"))
+    await backend.quick_match(made[1].id, QuickMatch(game="h"))
+    await refused(ErrorCode.TOO_MANY_LOBBIES, backend.host(made[2].id, Host(game="g")))
+    await refused(ErrorCode.TOO_MANY_LOBBIES, backend.quick_match(made[2].id,
+                                                                  QuickMatch(game="x")))
+
+
+async def test_resume_within_grace_keeps_id_and_seat(backend: MemoryBackend, peers: Any,
+                                                     clock: Clock) -> None:
+    a, b = await peers("a", "b")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    a.take()
+    b.take()
+    await backend.disconnect(b.id, "disconnected", grace=5)
+    await backend.relay(a.id, Signal(to=b.id, payload=OFFER))  # held for b
+    clock.now += 4
+    await backend.expire()
+    assert a.take() == []  # the others see nothing while b may come back
+    again = Peer(backend, "b")
+    session = await backend.resume(b.token, "b", again.deliver)
+    assert session is not None and session.resumed
+    assert session.peer_id == b.id and session.resume_token != b.token
+    assert session.lobby is not None and session.lobby.code == code
+    assert [json.loads(f)["from"] for f in session.backlog] == [a.id]
+    assert await backend.resume(b.token, "b", again.deliver) is None  # tokens are single-use
+    await backend.relay(a.id, Signal(to=b.id, payload=OFFER))
+    assert again.types() == ["signal"]
+
+
+async def test_grace_expiry_announces_peer_left(backend: MemoryBackend, peers: Any,
+                                                clock: Clock) -> None:
+    a, b = await peers("a", "b")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    b.take()
+    await backend.disconnect(a.id, "timed_out", grace=5)
+    clock.now += 5
+    await backend.expire()
+    assert b.take() == [{"type": "peer_left", "peer_id": a.id, "reason": "timed_out"},
+                        {"type": "host_changed", "host": b.id}]
+    assert await backend.resume(a.token, "a", a.deliver) is None
+    assert (await backend.stats()) == {"lobbies": 1, "peers": 1, "suspended": 0, "members": 1}
+
+
+async def test_clean_leave_is_immediate(backend: MemoryBackend, peers: Any) -> None:
+    a, b = await peers("a", "b")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    a.take()
+    await backend.disconnect(b.id, "left", grace=5)
+    assert a.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "left"}]
+    assert await backend.resume(b.token, "b", b.deliver) is None
