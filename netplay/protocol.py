@@ -450,8 +450,9 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _parse(adapter: TypeAdapter[Any], data: str | bytes) -> Any:
+    # Strict: JSON types must match exactly ("8" is not an int, "yes" is not a bool).
     try:
-        return adapter.validate_json(data)
+        return adapter.validate_json(data, strict=True)
     except ValidationError as exc:
         raise ProtocolError(f"invalid message: {_describe(exc)}") from exc
 
