@@ -1,0 +1,255 @@
+"""Full mesh at 30 Hz x 300-byte msgpack snapshots, one process per peer.
+
+The parent process spawns N workers and relays their SDP over pipes (in-process signalling, no
+lobby). When every worker has all its channels open, the parent sends a common start time; each
+worker then broadcasts a snapshot to every other peer 30 times a second for a few seconds and
+records the one-way latency of each snapshot it receives (``time.monotonic`` is one system-wide
+clock on Linux, so it compares across processes) and its CPU time. Figures: delivered %, p99 latency
+and total CPU % (of one core; two cores = 200%) per N, and the largest N meeting the target
+(>= 99.5% delivered, p99 <= 25 ms).
+
+``WORKERS`` maps a system name to its worker coroutine; a netplay worker joins a real lobby
+instead of using the parent's relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+
+from bench.harness import Benchmark, Context, Row, Target, percentile, run_loop
+
+HZ = 30.0
+SNAPSHOT_BYTES = 300
+DELIVERED_TARGET = 99.5
+P99_TARGET_MS = 25.0
+
+
+class Pipe:
+    """The worker's end of the parent pipe, readable from asyncio (a reader thread feeds a queue)."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        self.conn = conn
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:
+            while True:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    return
+                loop.call_soon_threadsafe(self.queue.put_nowait, message)
+                if message[0] == "stop":
+                    return
+
+        threading.Thread(target=reader, daemon=True).start()
+
+    def send(self, *message: Any) -> None:
+        self.conn.send(message)
+
+    async def recv(self) -> Any:
+        return await self.queue.get()
+
+
+async def broadcast_and_measure(index: int, n: int, send_all: Callable[[bytes], None],
+                                received: list[tuple[int, float]], start_at: float,
+                                seconds: float) -> dict[str, Any]:
+    """Send 30 Hz snapshots from ``start_at`` for ``seconds``; return this worker's counts."""
+    ticks = int(seconds * HZ)
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    cpu0 = time.process_time()
+    for seq in range(ticks):
+        await asyncio.sleep(max(0.0, start_at + seq / HZ - time.monotonic()))
+        body = msgpack.packb([index, seq, time.monotonic(), b""])
+        send_all(msgpack.packb([index, seq, time.monotonic(),
+                                b"\0" * (SNAPSHOT_BYTES - len(body))]))
+    await asyncio.sleep(max(0.0, start_at + seconds + 1.0 - time.monotonic()))
+    cpu = time.process_time() - cpu0
+    return {"received": len(received), "expected": ticks * (n - 1),
+            "latencies": [latency for _, latency in received], "cpu": cpu,
+            "window": seconds + 1.0}
+
+
+async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float) -> dict[str, Any]:
+    """Raw aiortc peer: one RTCPeerConnection per other peer, lower index offers."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from netplay import _ice
+
+    pcs: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    opened = asyncio.Event()
+    received: list[tuple[int, float]] = []
+
+    def on_message(data: bytes) -> None:
+        sender, _, sent, _ = msgpack.unpackb(data)
+        received.append((sender, time.monotonic() - sent))
+
+    def make(peer: int) -> Any:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        channel = pc.createDataChannel("state", ordered=False, maxRetransmits=0,
+                                       negotiated=True, id=0)
+        pc.createDataChannel("events", negotiated=True, id=1)
+        channel.on("message", on_message)
+
+        def on_open() -> None:
+            if all(c.readyState == "open" for c in channels.values()) and len(channels) == n - 1:
+                opened.set()
+
+        channel.on("open", on_open)
+        pcs[peer], channels[peer] = pc, channel
+        return pc
+
+    async def local_description(pc: Any, offer: bool) -> dict[str, str]:
+        with _ice.host_addresses(["127.0.0.1"]):
+            description = await (pc.createOffer() if offer else pc.createAnswer())
+            await pc.setLocalDescription(description)
+        return {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
+
+    for peer in range(index + 1, n):
+        pipe.send("signal", peer, await local_description(make(peer), True))
+
+    async def signalling() -> None:
+        while True:
+            message = await pipe.recv()
+            if message[0] != "signal":
+                return await pipe.queue.put(message)  # hand "go" back to the main flow
+            _, sender, description = message
+            pc = pcs.get(sender) or make(sender)
+            await pc.setRemoteDescription(RTCSessionDescription(**description))
+            if description["type"] == "offer":
+                pipe.send("signal", sender, await local_description(pc, False))
+
+    signal_task = asyncio.create_task(signalling())
+    try:
+        await asyncio.wait_for(opened.wait(), 60)
+        pipe.send("ready")
+        await signal_task
+        message = await pipe.recv()
+        assert message[0] == "go", message
+
+        def send_all(data: bytes) -> None:
+            for channel in channels.values():
+                channel.send(data)
+
+        return await broadcast_and_measure(index, n, send_all, received, message[1], seconds)
+    finally:
+        signal_task.cancel()
+        for pc in pcs.values():
+            await pc.close()
+
+
+WORKERS: dict[str, Callable[[Pipe, int, int, float], Awaitable[dict[str, Any]]]] = {
+    "aiortc": aiortc_worker,
+}
+"""Mesh peers by system name; the netplay worker registers here."""
+
+
+def _worker_main(kind: str, loop: str, conn: multiprocessing.connection.Connection, index: int,
+                 n: int, seconds: float) -> None:
+    async def main() -> None:
+        pipe = Pipe(conn)
+        try:
+            result = await WORKERS[kind](pipe, index, n, seconds)
+        except BaseException as exc:
+            pipe.send("error", f"{type(exc).__name__}: {exc}")
+            raise
+        pipe.send("result", result)
+
+    run_loop(loop, main)
+
+
+def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop") -> dict[str, float]:
+    """Start ``n`` worker processes, relay their signals, and aggregate their figures."""
+    ctx = multiprocessing.get_context("spawn")
+    conns, procs = [], []
+    for index in range(n):
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=_worker_main, args=(kind, loop, child_end, index, n, seconds),
+                           daemon=True)
+        proc.start()
+        conns.append(parent_end)
+        procs.append(proc)
+    try:
+        ready: set[int] = set()
+        results: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + 120 + seconds
+        while len(results) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mesh of {n}: {len(ready)} ready, {len(results)} results")
+            for conn in multiprocessing.connection.wait(conns, timeout=1.0):
+                index = conns.index(conn)  # type: ignore[arg-type]
+                try:
+                    message = conn.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    raise RuntimeError(f"mesh worker {index} died (see its stderr)") from None
+                if message[0] == "signal":
+                    conns[message[1]].send(("signal", index, message[2]))
+                elif message[0] == "ready":
+                    ready.add(index)
+                    if len(ready) == n:
+                        start_at = time.monotonic() + 0.5
+                        for c in conns:
+                            c.send(("go", start_at))
+                elif message[0] == "result":
+                    results[index] = message[1]
+                elif message[0] == "error":
+                    raise RuntimeError(f"mesh worker {index}: {message[1]}")
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    received = sum(r["received"] for r in results.values())
+    expected = sum(r["expected"] for r in results.values())
+    latencies = [x for r in results.values() for x in r["latencies"]]
+    window = max(r["window"] for r in results.values())
+    return {
+        "delivered_pct": 100.0 * received / expected,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "cpu_pct": 100.0 * sum(r["cpu"] for r in results.values()) / window,
+    }
+
+
+def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw") -> dict[str, float]:
+    figures: dict[str, float] = {}
+    best = 0
+    sizes = (2, 4) if ctx.quick else (2, 4, 8, 12)
+    for n in sizes:
+        result = run_mesh_once(kind, n, 2.0 if ctx.quick else 5.0)
+        ctx.progress(f"{prefix} N={n}: {result['delivered_pct']:.2f}% delivered, "
+                     f"p99 {result['p99_ms']:.1f} ms, CPU {result['cpu_pct']:.0f}%")
+        for key, value in result.items():
+            figures[f"{prefix}.{n}.{key}"] = value
+        if result["delivered_pct"] >= DELIVERED_TARGET and result["p99_ms"] <= P99_TARGET_MS:
+            best = n
+    figures[f"{prefix}.max_n_30hz"] = best
+    return figures
+
+
+def _rows(prefix: str, label: str, sizes: tuple[int, ...] = (2, 4, 8, 12)) -> tuple[Row, ...]:
+    rows: list[Row] = []
+    for n in sizes:
+        rows += [
+            Row(f"{label} N={n} delivered", f"{prefix}.{n}.delivered_pct", "%",
+                target=Target(">=", DELIVERED_TARGET) if n == 8 else None),
+            Row(f"{label} N={n} p99", f"{prefix}.{n}.p99_ms", "ms",
+                target=Target("<=", P99_TARGET_MS) if n == 8 else None),
+            Row(f"{label} N={n} CPU (all procs)", f"{prefix}.{n}.cpu_pct", "%"),
+        ]
+    rows.append(Row(f"{label} max N at 30 Hz (of those run)", f"{prefix}.max_n_30hz", "",
+                    target=Target(">=", 16) if prefix == "mesh" else None))
+    return tuple(rows)
+
+
+BENCHMARKS = [
+    Benchmark("mesh_raw", run_mesh, runs=1, rows=_rows("mesh_raw", "raw aiortc mesh")),
+]
