@@ -44,7 +44,10 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import EllipsisType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from aiortc import RTCPeerConnection
 
 __all__ = [
     "ConditionerConfig",
@@ -469,7 +472,7 @@ class LinkConditioner:
 _CREATE_DTLS = "_RTCPeerConnection__createDtlsTransport"
 
 
-def attach(pc: Any, outbound: ConditionerConfig | None, inbound: ConditionerConfig | None,
+def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None, inbound: ConditionerConfig | None,
            *, seed: int | None = None) -> LinkConditioner:
     """Condition every datagram ``pc`` sends (``outbound``) and receives (``inbound``).
 
