@@ -15,6 +15,8 @@ from .game import World
 
 __all__ = ["Bot"]
 
+SPRAY_PER_SECOND = 0.8
+"""How often a bot fires without a target lined up."""
 ALIGN = 10.0
 """How close (arena units) the bot gets to a target's row or column before shooting."""
 
@@ -50,7 +52,10 @@ class Bot:
         if self.plan_left <= 0:
             self.chase_gems = self.rng.random() < 0.6
             self.plan_left = self.rng.uniform(1.0, 2.5)
-        return self._hunt(world)
+        bits = self._hunt(world)
+        if self.rng.random() < dt * SPRAY_PER_SECOND:
+            bits |= FIRE  # a speculative shot now and then keeps the arena lively
+        return bits
 
     def _hunt(self, world: World) -> int:
         me = world.local

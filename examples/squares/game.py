@@ -12,6 +12,7 @@ once travels as a reliable event, and exactly one peer decides it:
 ``claim``    a player touching a gem asks the host for it.
 ``taken``    the host grants the gem to the first claimant; the taker scores a point.
 ``pickups``  the host's full list of gems: sent to newcomers, and by a new host after migration.
+``chat``     a line of text for everyone's message area.
 
 So gems are owned by the host: when the host leaves, the new host announces its list and keeps
 spawning. Each player owns its own score and publishes it in its snapshot.
@@ -169,6 +170,8 @@ class World:
     bullets: dict[str, Bullet] = field(default_factory=dict)
     pickups: dict[str, Pickup] = field(default_factory=dict)
     messages: list[tuple[float, str]] = field(default_factory=list)
+    splats: list[tuple[float, float, float, tuple[int, int, int]]] = field(default_factory=list)
+    """(time, x, y, colour) where a player was tagged, for a short effect."""
     time: float = 0.0
     next_pickup_in: float = 1.0
     serial: int = 0
@@ -285,7 +288,7 @@ def apply_remote_state(world: World, peer_id: str, state: Mapping[str, Any]) -> 
         player.y = float(state["y"])
         player.aim_x = float(state.get("ax", player.aim_x))
         player.aim_y = float(state.get("ay", player.aim_y))
-        player.score = int(state.get("s", player.score))
+        player.score = round(float(state.get("s", player.score)))
         player.alive = bool(round(float(state.get("al", 1))))
         player.shield = 1.0 if round(float(state.get("sh", 0))) else 0.0
     except (KeyError, TypeError, ValueError):
@@ -330,7 +333,6 @@ def _simulate_player(world: World, player: Player, controls: int, dt: float) -> 
         player.respawn_in -= dt
         if player.respawn_in <= 0:
             player.alive = True
-            player.x, player.y = free_spot(world.rng)
             player.shield = SPAWN_SHIELD
         return out
     _move(player, controls, dt)
@@ -363,9 +365,14 @@ def _fly_bullets(world: World, simulated: Iterable[str], dt: float) -> list[Outg
 
 
 def _tagged(world: World, victim: Player, shooter_id: str) -> None:
+    world.splats.append((world.time, victim.x, victim.y, victim.color))
     victim.alive = False
     victim.respawn_in = RESPAWN_TIME
     victim.tags += 1
+    if victim.id == world.me:
+        # Move to the respawn spot at once: while dead we are not drawn, so the others'
+        # interpolation never slides the square across the arena.
+        victim.x, victim.y = free_spot(world.rng)
     shooter = world.players.get(shooter_id)
     if shooter is not None and shooter.id == world.me:
         shooter.score += 1
@@ -414,8 +421,12 @@ def _spawn_pickups(world: World, dt: float) -> list[Outgoing]:
     return [Outgoing({"t": "pickup", "id": pickup.id, "x": round(x, 1), "y": round(y, 1)})]
 
 
+SPLAT_TIME = 0.6
+
+
 def _expire_messages(world: World) -> None:
     world.messages = [(t, m) for t, m in world.messages if world.time - t < MESSAGE_TIME][-6:]
+    world.splats = [s for s in world.splats if world.time - s[0] < SPLAT_TIME]
 
 
 def step(world: World, inputs: Mapping[str, int], dt: float) -> list[Outgoing]:
@@ -456,6 +467,11 @@ def welcome(world: World, peer_id: str) -> list[Outgoing]:
     return [Outgoing(_pickups_event(world), to=peer_id)]
 
 
+def chat(text: str) -> Outgoing:
+    """A chat line for everyone."""
+    return Outgoing({"t": "chat", "text": text[:40]})
+
+
 def apply_event(world: World, sender: str, event: Any) -> list[Outgoing]:
     """Apply a reliable event from ``sender``; returns any replies. Malformed events are ignored."""
     try:
@@ -487,6 +503,8 @@ def _apply(world: World, sender: str, event: dict[str, Any]) -> list[Outgoing]:
     elif kind == "claim":
         if world.is_host:
             return _grant(world, str(event["id"]), sender)
+    elif kind == "chat":
+        world.say(f"{world.name_of(sender)}: {str(event['text'])[:40]}")
     elif kind == "taken":
         world.pickups.pop(str(event["id"]), None)
         _taken(world, str(event["by"]))

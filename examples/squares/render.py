@@ -18,6 +18,7 @@ from .game import (
     BULLET_RADIUS,
     PICKUP_RADIUS,
     PLAYER_SIZE,
+    SPLAT_TIME,
     WALLS,
     World,
 )
@@ -153,7 +154,6 @@ def _draw_players(surface: pygame.Surface, world: World, fonts: Fonts) -> None:
         rect = pygame.Rect(0, 0, int(PLAYER_SIZE), int(PLAYER_SIZE))
         rect.center = (cx, cy)
         if not player.alive:
-            pygame.draw.rect(surface, _shade(player.color, 0.45), rect, width=2, border_radius=5)
             continue
         if player.shield > 0 and int(world.time * 8) % 2 == 0:
             pygame.draw.rect(surface, TEXT, rect.inflate(10, 10), width=2, border_radius=8)
@@ -164,6 +164,14 @@ def _draw_players(surface: pygame.Surface, world: World, fonts: Fonts) -> None:
         label = player.name + (" (you)" if player.id == world.me else "")
         _blit_text(surface, fonts.small, label, (cx, cy - half - 4),
                    TEXT if player.id == world.me else DIM, anchor="midbottom")
+
+
+def _draw_splats(surface: pygame.Surface, world: World) -> None:
+    for at, x, y, color in world.splats:
+        age = (world.time - at) / SPLAT_TIME
+        radius = round(PLAYER_SIZE / 2 + age * 26)
+        pygame.draw.circle(surface, _shade(color, 1.0 - 0.6 * age), _to_screen(x, y), radius,
+                           width=max(1, round(5 * (1 - age))))
 
 
 def _draw_bullets(surface: pygame.Surface, world: World) -> None:
@@ -219,6 +227,7 @@ def draw_match(surface: pygame.Surface, world: World, hud: HudInfo, fonts: Fonts
     _draw_arena(surface)
     _draw_pickups(surface, world)
     _draw_bullets(surface, world)
+    _draw_splats(surface, world)
     _draw_players(surface, world, fonts)
     _draw_sidebar(surface, world, hud, fonts)
     if hud.show_net_graph:
