@@ -33,7 +33,7 @@ import logging
 import math
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from netplay.errors import ProtocolError
 from netplay.seq import SEQ_HALF, SEQ_MOD, is_seq, seq_diff, seq_gt
@@ -66,7 +66,7 @@ def _same_scalar(a: Any, b: Any) -> bool:
         return False
     if type(a) is float:
         if a != a:
-            return b != b
+            return bool(b != b)
         return bool(a == b) and math.copysign(1.0, a) == math.copysign(1.0, b)
     try:
         return bool(a == b)
@@ -238,6 +238,12 @@ def _check_seq(seq: object, what: str) -> None:
         raise ProtocolError(f"{what} must be a sequence number (int 0..65535), got {seq!r}")
 
 
+def _check_span(name: str, value: int) -> None:
+    # A distance in sequence numbers is only meaningful below half the space.
+    if not 1 <= value < SEQ_HALF:
+        raise ValueError(f"{name} must be in 1..{SEQ_HALF - 1}, got {value}")
+
+
 class DeltaEncoder:
     """Encodes one sender's snapshots for one receiver against that receiver's acks.
 
@@ -249,8 +255,7 @@ class DeltaEncoder:
     """
 
     def __init__(self, max_baseline_age: int = 32) -> None:
-        if not 1 <= max_baseline_age < SEQ_HALF:
-            raise ValueError(f"max_baseline_age must be in 1..{SEQ_HALF - 1}")
+        _check_span("max_baseline_age", max_baseline_age)
         self.max_baseline_age = max_baseline_age
         """Oldest usable baseline, in sequence numbers behind the one being encoded."""
         self._sent: dict[int, Any] = {}
@@ -335,8 +340,7 @@ class DeltaDecoder:
     """
 
     def __init__(self, history: int = 64) -> None:
-        if not 1 <= history < SEQ_HALF:
-            raise ValueError(f"history must be in 1..{SEQ_HALF - 1}")
+        _check_span("history", history)
         self.history = history
         """How far behind the newest decoded sequence number states are kept."""
         self._states: dict[int, Any] = {}

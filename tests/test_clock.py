@@ -109,15 +109,19 @@ def test_bad_window() -> None:
         ClockSync(window=0)
 
 
-delays = st.floats(min_value=0.0, max_value=2.0)
+micros = st.integers(min_value=0, max_value=2_000_000)
 
 
-@given(st.floats(min_value=-1e6, max_value=1e6), st.floats(min_value=0, max_value=1e5),
-       delays, delays, delays)
+@given(st.integers(min_value=-10**12, max_value=10**12), st.integers(min_value=0, max_value=10**11),
+       micros, micros, micros)
 def test_offset_error_bounded_by_half_rtt(
-    theta: float, t0: float, up: float, hold: float, down: float
+    theta: int, t0: int, up: int, hold: int, down: int
 ) -> None:
+    """Timestamps are built in whole microseconds, so they are exact and ordered as floats."""
     clock = ClockSync()
-    assert clock.on_sample(*exchange(theta, t0, up, hold, down))
-    assert clock.rtt == pytest.approx(up + down, abs=1e-6)
-    assert abs(clock.offset - theta) <= (clock.rtt or 0.0) / 2 + 1e-6
+    t1 = t0 + up + theta
+    t2 = t1 + hold
+    t3 = t2 - theta + down
+    assert clock.on_sample(t0 / 1e6, t1 / 1e6, t2 / 1e6, t3 / 1e6)
+    assert clock.rtt == pytest.approx((up + down) / 1e6, abs=1e-6)
+    assert abs(clock.offset - theta / 1e6) <= (clock.rtt or 0.0) / 2 + 1e-6

@@ -182,7 +182,7 @@ def feed(buf: InterpolationBuffer, hz: float, n: int, jitter: float = 0.0,
     ],
 )
 def test_delay_adapts_to_rate_and_jitter(
-    hz: float, jitter: float, kwargs: dict[str, float], low: float, high: float
+    hz: float, jitter: float, kwargs: dict[str, Any], low: float, high: float
 ) -> None:
     buf = InterpolationBuffer(**kwargs)
     assert buf.delay == pytest.approx(max(0.1, buf.min_delay))  # 20 Hz assumed at first
