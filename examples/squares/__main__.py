@@ -36,6 +36,9 @@ __all__ = ["main", "parse_args"]
 
 logger = logging.getLogger(__name__)
 
+SHOT_AFTER = 6.0
+"""Seconds of play before ``--screenshot`` may take its picture."""
+
 
 def _probability(text: str) -> float:
     """``0.05`` or ``5%``."""
@@ -97,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--json needs --headless")
     if args.screenshot and not (args.join or args.quick):
         args.host = True
+    if args.screenshot and args.seconds is None:
+        args.seconds = 60.0
     return args
 
 
@@ -115,7 +120,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def _window(args: argparse.Namespace, net: NetSession, lobby_url: str) -> None:
     from . import lobby_screen
-    from .screens import Context
+    from .screens import Context, PlayScreen
 
     bots = BotProcesses(args.bots, lobby_url, ("--seconds", str(args.seconds + 5))
                         if args.seconds else ())
@@ -141,12 +146,22 @@ def _window(args: argparse.Namespace, net: NetSession, lobby_url: str) -> None:
                                         net.quick_match(max_players=args.max_players))
         return lobby_screen.MainMenu(ctx)
 
+    def shot_ready(screen: Any) -> bool:
+        # A lively frame: every bot in the arena, a few seconds in, some points scored.
+        if not isinstance(screen, PlayScreen):
+            return False
+        world = screen.match.world
+        return (len(world.players) >= 1 + args.bots and world.time >= SHOT_AFTER
+                and len(world.pickups) >= 2 and bool(world.bullets)
+                and sum(p.score for p in world.players.values()) >= args.bots)
+
     try:
-        run_window(make_context, first_screen, args.seconds, args.screenshot,
-                   headless=bool(args.screenshot) and "DISPLAY" not in os.environ
-                   or os.environ.get("SDL_VIDEODRIVER") == "dummy")
+        saved = run_window(make_context, first_screen, args.seconds, args.screenshot, shot_ready,
+                           headless=bool(args.screenshot) and "DISPLAY" not in os.environ)
     finally:
         bots.stop()
+    if args.screenshot and not saved:
+        raise TimeoutError(f"no screenshot taken within --seconds {args.seconds}")
 
 
 def main(argv: list[str] | None = None) -> int:

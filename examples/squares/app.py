@@ -190,10 +190,12 @@ def pygame_display(headless: bool) -> Iterator[Any]:
 
 
 def run_window(ctx_factory: Callable[[Any], Any], first_screen: Callable[[Any], Any],
-               seconds: float | None, screenshot: str | None, headless: bool) -> None:
+               seconds: float | None, screenshot: str | None = None,
+               shot_ready: Callable[[Any], bool] | None = None, headless: bool = False) -> bool:
     """The windowed loop: the screens run until one returns None, or ``--seconds`` pass.
 
-    With ``screenshot``, the last frame is saved there as a PNG (works with the dummy driver).
+    With ``screenshot``, the frame is saved there as a PNG (works with the dummy video driver)
+    as soon as ``shot_ready(screen)`` holds, and the loop ends. Returns whether it was saved.
     """
     from . import render
 
@@ -208,17 +210,16 @@ def run_window(ctx_factory: Callable[[Any], Any], first_screen: Callable[[Any], 
         while screen is not None and time.monotonic() < end:
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
-                    screen = None
-                    break
+                    return False
                 screen.handle(event)
-            if screen is None:
-                break
             screen = screen.update(dt)
             if screen is None:
                 break
             screen.draw(surface)
             pygame.display.flip()
+            if screenshot and shot_ready is not None and shot_ready(screen):
+                pygame.image.save(surface, screenshot)
+                logger.info("screenshot saved to %s", screenshot)
+                return True
             dt = min(clock.tick(WINDOW_FPS) / 1000, 0.1)
-        if screenshot:
-            pygame.image.save(surface, screenshot)
-            logger.info("screenshot saved to %s", screenshot)
+        return False
