@@ -31,6 +31,7 @@ __all__ = [
     "Target",
     "percentile",
     "run_child",
+    "run_child_per_loop",
     "run_loop",
     "summarize_ms",
 ]
@@ -257,3 +258,11 @@ def run_child(target: str, timeout: float = 180.0, **kwargs: Any) -> dict[str, f
                            + " | ".join(tail))
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def run_child_per_loop(target: str, timeout: float = 180.0, **kwargs: Any) -> dict[str, float]:
+    """:func:`run_child` once per event loop in :data:`LOOPS`, figures merged."""
+    figures: dict[str, float] = {}
+    for loop in LOOPS:
+        figures.update(run_child(target, timeout=timeout, loop=loop, **kwargs))
+    return figures

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.harness import (
-    LOOPS,
     Benchmark,
     Context,
     Row,
     Target,
     percentile,
-    run_child,
+    run_child_per_loop,
     run_loop,
     summarize_ms,
 )
@@ -163,24 +162,19 @@ def throughput_child(sut: str, loop: str, seconds: float) -> dict[str, float]:
 def run_pair(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        for loop in LOOPS:
-            figures.update(run_child("bench.pair:pair_child", sut=sut, loop=loop, quick=ctx.quick))
+        figures.update(run_child_per_loop("bench.pair:pair_child", sut=sut, quick=ctx.quick))
     return figures
 
 
 def run_setup(ctx: Context) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for loop in LOOPS:
-        figures.update(run_child("bench.pair:setup_child", loop=loop, count=5 if ctx.quick else 15))
-    return figures
+    return run_child_per_loop("bench.pair:setup_child", count=5 if ctx.quick else 15)
 
 
 def run_throughput(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        for loop in LOOPS:
-            figures.update(run_child("bench.pair:throughput_child", sut=sut, loop=loop,
-                                     seconds=1.0 if ctx.quick else 2.0, timeout=300))
+        figures.update(run_child_per_loop("bench.pair:throughput_child", timeout=300, sut=sut,
+                                          seconds=1.0 if ctx.quick else 2.0))
     return figures
 
 

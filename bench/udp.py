@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-from bench.harness import LOOPS, Benchmark, Context, Row, run_child, run_loop, summarize_ms
+from bench.harness import Benchmark, Context, Row, run_child_per_loop, run_loop, summarize_ms
 
 PAYLOAD = 200
 
@@ -113,19 +113,11 @@ def recv_rate_child(loop: str, seconds: float) -> dict[str, float]:
 
 
 def run_latency(ctx: Context) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for loop in LOOPS:
-        figures.update(run_child("bench.udp:latency_child", loop=loop,
-                                 count=1000 if ctx.quick else 5000))
-    return figures
+    return run_child_per_loop("bench.udp:latency_child", count=1000 if ctx.quick else 5000)
 
 
 def run_recv_rate(ctx: Context) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for loop in LOOPS:
-        figures.update(run_child("bench.udp:recv_rate_child", loop=loop,
-                                 seconds=1.0 if ctx.quick else 3.0))
-    return figures
+    return run_child_per_loop("bench.udp:recv_rate_child", seconds=1.0 if ctx.quick else 3.0)
 
 
 BENCHMARKS = [
