@@ -54,7 +54,7 @@ def test_a_match_frame_is_drawn_with_players_gems_and_scoreboard(fonts: render.F
         x, y = render._to_screen(player.x, player.y)
         assert tuple(surface.get_at((x - 6, y + 6)))[:3] == player.color
     pickup = next(iter(world.pickups.values()))
-    assert tuple(surface.get_at(render._to_screen(pickup.x, pickup.y)))[:3] == render.ACCENT
+    assert tuple(surface.get_at(render._to_screen(pickup.x, pickup.y)))[:3] == render.GEM
     # The scoreboard shows a colour swatch per player.
     sidebar = pygame.Rect(render.SIDEBAR_X, 0, 30, render.SCREEN_SIZE[1])
     swatches = {tuple(surface.get_at((x, y)))[:3]

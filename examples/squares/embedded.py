@@ -19,6 +19,9 @@ __all__ = ["EmbeddedLobby"]
 
 logger = logging.getLogger(__name__)
 
+RESUME_GRACE = 3.0
+"""Seconds the lobby keeps a dropped player's seat (the server default is longer)."""
+
 
 class EmbeddedLobby:
     """A real lobby server serving in a background thread of this process."""
@@ -32,7 +35,9 @@ class EmbeddedLobby:
         self.sock.bind((host, port))
         self.host = host
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(create_app(Settings()), log_level="warning", lifespan="on")
+        # A short resume grace: a crashed host is replaced after seconds, which the demo shows.
+        config = uvicorn.Config(create_app(Settings(resume_grace=RESUME_GRACE)),
+                                log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True, name=f"embedded-lobby:{self.port}")

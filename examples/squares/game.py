@@ -238,8 +238,9 @@ def add_player(world: World, peer_id: str, name: str, slot: int) -> Player:
     player = world.players.get(peer_id)
     if player is None:
         player = Player(peer_id, name, PALETTE[slot % len(PALETTE)])
+        # Remote players move to their real place with their first snapshot.
+        player.x, player.y = free_spot(world.rng)
         if peer_id == world.me:
-            player.x, player.y = free_spot(world.rng)
             player.shield = SPAWN_SHIELD
         world.players[peer_id] = player
     else:

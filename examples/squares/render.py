@@ -49,6 +49,9 @@ WALL_EDGE = (92, 101, 130)
 TEXT = (226, 230, 240)
 DIM = (128, 136, 158)
 ACCENT = (255, 206, 84)
+GEM = (150, 235, 255)
+GEM_EDGE = (235, 252, 255)
+GEM_GLOW = (36, 62, 78)
 GOOD = (120, 220, 140)
 WARN = (255, 190, 90)
 BAD = (240, 100, 100)
@@ -142,9 +145,9 @@ def _draw_pickups(surface: pygame.Surface, world: World) -> None:
     for pickup in world.pickups.values():
         cx, cy = _to_screen(pickup.x, pickup.y)
         points = [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
-        pygame.draw.circle(surface, (70, 62, 30), (cx, cy), round(r * 1.6))
-        pygame.draw.polygon(surface, ACCENT, points)
-        pygame.draw.polygon(surface, (255, 245, 200), points, width=2)
+        pygame.draw.circle(surface, GEM_GLOW, (cx, cy), round(r * 1.7))
+        pygame.draw.polygon(surface, GEM, points)
+        pygame.draw.polygon(surface, GEM_EDGE, points, width=2)
 
 
 def _draw_players(surface: pygame.Surface, world: World, fonts: Fonts) -> None:
