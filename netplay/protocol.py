@@ -3,8 +3,11 @@
 This module is the only definition of the protocol. The lobby server (``signaling/``) and the
 game-side lobby client both import it; it does no I/O.
 
-Every frame is a JSON object with a ``type`` field. Client requests may carry an integer ``id``;
-the server echoes it on the reply it causes (``lobby``, ``lobby_list``, ``pong``, ``error``).
+Every frame is a JSON object with a ``type`` field, validated strictly (no type coercion).
+Client requests may carry an integer ``id``; every request that carries one gets exactly one
+reply echoing it: its natural reply (``welcome``, ``lobby``, ``lobby_list``, ``pong``), ``ok``
+(``leave``, ``kick``, ``signal``) or ``error``. Messages without ``id`` are events.
+docs/lobby.md describes every message, event and error code.
 
 Session
     1. The client sends ``hello`` with :data:`PROTOCOL_VERSION`. A different version is answered
@@ -27,7 +30,8 @@ Who offers (glare-free rule)
 Resume
     A client whose WebSocket drops may reconnect and send ``hello`` with its ``resume`` token
     within the server's grace period; it gets its peer id and lobby seat back, and the other
-    members see nothing. After the grace period the others receive ``peer_left``.
+    members see nothing. After the grace period the others receive ``peer_left``. The server
+    drops connections that send nothing (send ``ping`` when idle) after its idle timeout.
 
 Errors
     Every error is ``{"type": "error", "code": ..., "message": ..., "id": ...}`` with one of the

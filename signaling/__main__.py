@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -93,7 +94,8 @@ def _docs() -> dict[str, str]:
     for node, after in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
-            docs[node.target.id] = " ".join(str(after.value.value).split())
+            text = " ".join(str(after.value.value).split()).replace("``", "")
+            docs[node.target.id] = re.sub(r":\w+:`([^`]*)`", r"\1", text)
     return docs
 
 

@@ -106,8 +106,8 @@ def check_name(name: str, max_length: int) -> str:
     if not stripped:
         raise LobbyError(ErrorCode.BAD_NAME, "display name must not be blank")
     if len(stripped) > max_length:
-        raise LobbyError(ErrorCode.BAD_NAME,
-                         f"display name is {len(stripped)} characters, at most {max_length} allowed")
+        raise LobbyError(ErrorCode.BAD_NAME, f"display name is {len(stripped)} characters, "
+                                             f"at most {max_length} allowed")
     for ch in stripped:
         if unicodedata.category(ch)[0] == "C" or (ch.isspace() and ch != " "):
             raise LobbyError(ErrorCode.BAD_NAME,
@@ -524,7 +524,8 @@ class MemoryBackend(Backend):
         if target is None or target is peer:
             raise LobbyError(ErrorCode.UNKNOWN_PEER,
                              f"{request.to!r} is not another member of lobby {lobby.code}")
-        target.send(encode(RelayedSignal(from_=peer.id, payload=request.payload)), buffer=True)
+        relayed = RelayedSignal(from_=peer.id, payload=request.payload)  # type: ignore[call-arg]
+        target.send(encode(relayed), buffer=True)
         if request.id is not None:
             peer.send(encode(Ok(id=request.id)))
 
