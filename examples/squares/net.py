@@ -143,6 +143,7 @@ class NetSession:
         self.mesh = netplay.SyncMesh(config)
         self.counters = Counters()
         self._names: dict[str, str] = {}
+        self._raw_snapshots: dict[str, int] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -247,13 +248,17 @@ class NetSession:
         return dict(self.mesh.interpolated())
 
     def count_snapshots(self) -> None:
-        """Update the per-peer snapshot counters from netplay's stats."""
+        """Update the per-peer snapshot counters from netplay's stats (call now and then)."""
         for peer_id in self.peers:
-            stats = self.mesh.stats(peer_id)
-            total = int(stats.snapshots_received)
-            new = total - self.counters.snapshots[peer_id]
+            try:
+                total = int(self.mesh.stats(peer_id).snapshots_received)
+            except KeyError:  # left since self.peers was read
+                continue
+            last = self._raw_snapshots.get(peer_id, 0)
+            new = total - last if total >= last else total  # a reconnected link counts anew
+            self._raw_snapshots[peer_id] = total
             if new > 0:
-                self.counters.snapshots[peer_id] = total
+                self.counters.snapshots[peer_id] += new
                 self.counters.snapshots_since_host_change[peer_id] += new
 
     def send_state(self, state: Mapping[str, Any]) -> None:

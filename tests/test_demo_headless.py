@@ -1,0 +1,159 @@
+"""The demo as real separate processes through a real lobby, headless, judged by their JSON.
+
+A host and two joiners play for a few seconds; each must see the other two and receive snapshots
+and reliable events from each. Then the host process is killed (SIGKILL): the two others must
+report the host change and keep exchanging snapshots and events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 45.0
+
+
+class Demo:
+    """One ``python -m netplay_demo --headless --json`` process and the JSON lines it printed."""
+
+    def __init__(self, lobby_url: str, name: str, *args: str) -> None:
+        env = dict(os.environ, SDL_VIDEODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1")
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "netplay_demo", "--headless", "--json", "--lobby", lobby_url,
+             "--name", name, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
+        self.lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.last_status: dict[str, Any] = {}
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr.extend(self.proc.stderr)
+
+    def next_line(self, deadline: float) -> dict[str, Any]:
+        """The next JSON line (fails the test at the deadline, with the process's stderr)."""
+        try:
+            return self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"{self.name}: no JSON line in time; rc={self.proc.poll()} stderr:\n"
+                        + "".join(self.stderr[-40:]))
+
+    def wait_status(self, check: Callable[[dict[str, Any]], bool], deadline: float) -> dict:
+        """Read status lines until one satisfies ``check``; return it."""
+        while not (self.last_status and check(self.last_status)):
+            line = self.next_line(deadline)
+            if "status" in line:
+                self.last_status = line["status"]
+        return self.last_status
+
+    def finish(self, timeout: float = 20) -> dict[str, Any]:
+        """SIGTERM (a clean leave) and return the final summary, the last JSON line."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        last: dict[str, Any] | None = None
+        while True:
+            try:
+                line = self.lines.get(timeout=2)
+            except queue.Empty:
+                break
+            if "peers_seen" in line:  # the summary (status lines nest theirs)
+                last = line
+        assert last is not None, f"{self.name}: no final summary; stderr:\n" + "".join(
+            self.stderr[-40:])
+        assert self.proc.returncode == 0, "".join(self.stderr[-40:])
+        return last
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def demos() -> Iterator[list[Demo]]:
+    started: list[Demo] = []
+    yield started
+    for demo in started:
+        demo.kill()
+
+
+def hears_from(peers: list[str]) -> Callable[[dict[str, Any]], bool]:
+    """Status check: snapshots and events received from every one of ``peers``."""
+    def check(status: dict[str, Any]) -> bool:
+        return all(status["snapshots_received"].get(p, 0) > 0
+                   and status["events_received"].get(p, 0) > 0 for p in peers)
+    return check
+
+
+def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
+                                                                 demos: list[Demo]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    host = Demo(lobby.url, "host", "--host", "--start-at", "3", "--seed", "1")
+    demos.append(host)
+    hello = host.next_line(deadline)
+    code, host_id = hello["lobby"], hello["peer_id"]
+    assert hello["host"] == host_id
+    joiners = [Demo(lobby.url, f"joiner{k}", "--join", code, "--seed", str(k + 1))
+               for k in (1, 2)]
+    demos.extend(joiners)
+    ids = {host.name: host_id}
+    for joiner in joiners:
+        line = joiner.next_line(deadline)
+        assert line["lobby"] == code and line["host"] == host_id
+        ids[joiner.name] = line["peer_id"]
+    assert len(set(ids.values())) == 3
+
+    # Everyone sees the other two and hears snapshots and events from each.
+    for demo in (host, *joiners):
+        others = [pid for name, pid in ids.items() if name != demo.name]
+        status = demo.wait_status(hears_from(others), deadline)
+        assert sorted(status["peers_seen"]) == sorted(others)
+        assert status["peer_id"] == ids[demo.name]
+        assert status["host"] == host_id
+
+    host.kill()
+
+    # The two others report the host change and keep playing with each other.
+    a, b = joiners
+    for me, other in ((a, b), (b, a)):
+        def after_migration(status: dict[str, Any], other_id: str = ids[other.name]) -> bool:
+            since = status["since_last_host_change"]
+            return (bool(status["host_changes"]) and status["host"] != host_id
+                    and since["snapshots_received"].get(other_id, 0) > 0
+                    and since["events_received"].get(other_id, 0) > 0)
+        me.wait_status(after_migration, deadline)
+
+    finals = {demo.name: demo.finish() for demo in joiners}
+    new_host = finals[a.name]["host"]
+    assert new_host in (ids[a.name], ids[b.name])
+    for name, final in finals.items():
+        other_id = ids[b.name if name == a.name else a.name]
+        assert final["host"] == new_host
+        assert final["host_changes"][-1] == new_host
+        assert sorted(final["peers_seen"]) == sorted(p for n, p in ids.items() if n != name)
+        assert final["since_last_host_change"]["snapshots_received"][other_id] > 0
+        assert final["since_last_host_change"]["events_received"][other_id] > 0
+        assert set(final["stats"]) == set(final["peers_seen"])
+        assert final["stats"][other_id]["rtt_ms"] is not None
