@@ -192,7 +192,8 @@ def _patch(old: Any, op: Any) -> Any:
 def patch(old: Any, delta: Delta) -> Any:
     """Apply a :func:`diff` delta to ``old`` and return the new state (``old`` is not mutated).
 
-    Unchanged subtrees of the result are shared with ``old``. Raises
+    Unchanged subtrees of the result are shared with ``old``, replaced ones with the delta.
+    Raises
     :class:`~netplay.errors.ProtocolError` when the delta is malformed or does not fit ``old``
     (for example it patches a key ``old`` lacks).
     """
