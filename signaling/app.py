@@ -357,7 +357,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        interval = max(0.05, min(1.0, settings.resume_grace / 4))
+        # Expire seats a little after their grace ends (none are held when grace is 0).
+        interval = max(0.05, min(1.0, settings.resume_grace / 4)) if settings.resume_grace else 1.0
 
         async def sweep() -> None:
             while True:

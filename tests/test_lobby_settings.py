@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import shutil
+import socket
+import ssl
 import subprocess
 import sys
 from typing import Any
 
+import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from signaling.__main__ import build_parser, settings_from_args
 from signaling.settings import Settings
@@ -90,30 +98,31 @@ def test_signaling_never_imports_aiortc() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-async def test_netplay_lobby_runs_from_env_and_logs_lobby_events(tmp_path: Any) -> None:
-    import asyncio
-    import json
-    import os
-    import socket
-
-    import httpx
-    from websockets.asyncio.client import connect
-
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+async def wait_healthy(base_url: str, **client_options: Any) -> None:
+    async with httpx.AsyncClient(base_url=base_url, **client_options) as http:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
+
+async def test_netplay_lobby_runs_from_env_and_logs_lobby_events(tmp_path: Any) -> None:
+    port = free_port()
     log = (tmp_path / "lobby.log").open("w")
     env = {**os.environ, "NETPLAY_LOBBY_PORT": str(port), "NETPLAY_LOBBY_LOG_LEVEL": "info"}
     proc = subprocess.Popen([sys.executable, "-m", "signaling", "--max-lobbies", "3"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+        await wait_healthy(f"http://127.0.0.1:{port}")
         async with connect(f"ws://127.0.0.1:{port}/ws") as a, \
                 connect(f"ws://127.0.0.1:{port}/ws") as b:
             for ws, name in ((a, "ann"), (b, "bob")):
@@ -143,3 +152,26 @@ async def test_netplay_lobby_runs_from_env_and_logs_lobby_events(tmp_path: Any) 
     assert len(events) == len(patterns), text
     for event, pattern in zip(events, patterns, strict=True):
         assert re.fullmatch(pattern, event), (event, pattern)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_gives_wss(tmp_path: Any) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    port = free_port()
+    env = {**os.environ, "NETPLAY_LOBBY_SSL_CERTFILE": str(cert),
+           "NETPLAY_LOBBY_SSL_KEYFILE": str(key)}
+    proc = subprocess.Popen([sys.executable, "-m", "signaling", "--port", str(port),
+                             "--log-level", "warning"], env=env)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        await wait_healthy(f"https://127.0.0.1:{port}", verify=context)
+        async with connect(f"wss://127.0.0.1:{port}/ws", ssl=context) as ws:
+            await ws.send(json.dumps({"type": "hello", "v": 1, "name": "tls", "id": 1}))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
