@@ -44,6 +44,7 @@ Lerp = Callable[[Any, Any, float], Any]
 
 _ASSUMED_INTERVAL = 0.05  # until two snapshots arrived, assume 20 Hz
 _INTERVAL_GAIN = 1 / 8
+_REBASE_GAP = 1.0  # seconds; an add this far behind the newest means the time base changed
 _MAX_INTERVAL_SAMPLE = 1.0  # seconds; longer gaps count as this (or max_delay if larger)
 _JITTER_GAIN = 1 / 16  # RFC 3550 section 6.4.1
 
@@ -162,12 +163,24 @@ class InterpolationBuffer:
         """Add a snapshot taken at ``local_time`` (the sender's timestamp mapped to our clock).
 
         Snapshots may be added out of order; one with the same time as a held one replaces it.
+        One more than ``max(1 s, 2 * max_delay)`` older than the newest held means the time
+        base changed (for example the first clock-sync sample arrived): the held snapshots are
+        dropped and the buffer starts again from this one.
         ``received_at`` (local arrival time), when given, lets the delay follow network
         jitter rather than only the sender's irregularity.
         """
         if not math.isfinite(local_time):
             raise ValueError(f"snapshot time must be finite, got {local_time!r}")
         times = self._times
+        if times and local_time < times[-1] - max(_REBASE_GAP, 2 * self.max_delay):
+            # Far older than the newest: no late packet is useful that late, so the time base
+            # moved (the clock offset estimate changed, or the sender's clock restarted).
+            # Start over rather than keep snapshots from another time base forever.
+            logger.debug("%r: time base moved back %.3f s, restarting", self,
+                         times[-1] - local_time)
+            times.clear()
+            self._states.clear()
+            self._ticks.clear()
         i = bisect.bisect_left(times, local_time)
         if i < len(times) and times[i] == local_time:
             self._states[i] = state

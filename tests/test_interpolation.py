@@ -261,3 +261,21 @@ def test_long_pause_counts_as_one_second_interval() -> None:
     jitter = (1.0 - 0.05) / 16
     assert buf.send_interval == pytest.approx(interval)
     assert buf.delay == pytest.approx(2 * interval + 2 * jitter)
+
+
+def test_time_base_moving_back_restarts_the_buffer() -> None:
+    """Before clock sync, sender times are on the sender's clock; then they jump back."""
+    buf = fixed(0.1)
+    for i in range(10):
+        buf.add(5000.0 + i * 0.05, {"x": i})  # remote clock, offset not known yet
+    buf.add(10.0, {"x": 100})  # now mapped onto our clock
+    buf.add(10.05, {"x": 101})
+    assert len(buf) == 2
+    assert buf.sample(10.125)["x"] == pytest.approx(100.5)
+
+
+def test_late_add_within_a_second_is_kept() -> None:
+    buf = fixed(0.1)
+    buf.add(10.0, {"x": 10})
+    buf.add(9.2, {"x": 9})
+    assert len(buf) == 2
