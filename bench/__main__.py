@@ -14,7 +14,7 @@ import sys
 import time
 
 from bench import impaired, lobby, mesh, pair, udp
-from bench.harness import Benchmark, Context, Results
+from bench.harness import Benchmark, Context, Results, machine
 
 FAMILIES = (udp, pair, impaired, mesh, lobby)
 
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write all figures as JSON to FILE")
     parser.add_argument("--only", metavar="NAME", action="append",
                         help="run only this benchmark (repeatable)")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="write the machine and the table as Markdown (for RESULTS.md)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default 3; quick: 1)")
     parser.add_argument("--list", action="store_true", help="list benchmark names and exit")
     args = parser.parse_args(argv)
@@ -75,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(selected)} benchmarks in {time.monotonic() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(results.figures(), fh, indent=2, sort_keys=True)
+            json.dump({**results.figures(), "machine": machine()}, fh, indent=2, sort_keys=True)
         print(f"figures written to {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write("".join(f"- {k}: {v}\n" for k, v in machine().items()))
+            fh.write(f"- command: python -m bench {' '.join(argv or sys.argv[1:])}\n\n")
+            fh.write(results.markdown() + "\n")
+        print(f"table written to {args.markdown}")
     return 1 if results.errors else 0
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "Results",
     "Row",
     "Target",
+    "machine",
     "percentile",
     "run_child",
     "run_child_per_loop",
@@ -266,3 +267,26 @@ def run_child_per_loop(target: str, timeout: float = 180.0, **kwargs: Any) -> di
     for loop in LOOPS:
         figures.update(run_child(target, timeout=timeout, loop=loop, **kwargs))
     return figures
+
+
+def machine() -> dict[str, str]:
+    """Where the figures were measured: date, cores, CPU model, Python and library versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cores": str(os.cpu_count()), "cpu": cpu,
+            "python": platform.python_version(), "platform": platform.platform()}
+    for package in ("aiortc", "aioice", "uvloop", "uvicorn", "websockets"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            info[package] = "not installed"
+    return info
