@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 _ALPHA = 1 / 8  # RFC 6298 smoothing gains
 _BETA = 1 / 4
 _JITTER_GAIN = 1 / 16  # RFC 3550 section 6.4.1
+_ROUNDING = 1e-9  # seconds: float error tolerated in a computed RTT
 
 
 class ClockSync:
@@ -54,7 +55,8 @@ class ClockSync:
 
         A sample is rejected when a timestamp is not a finite number, when either side's clock
         ran backwards (``t3 < t0`` or ``t2 < t1``), or when the RTT comes out negative (the
-        remote claims to have held the heartbeat longer than it was away).
+        remote claims to have held the heartbeat longer than it was away by more than 1 ns;
+        less is float rounding and counts as 0).
         """
         try:
             rtt = (t3 - t0) - (t2 - t1)
@@ -62,6 +64,8 @@ class ClockSync:
             ok = math.isfinite(rtt) and math.isfinite(offset)
         except TypeError:
             ok = False
+        if ok and -_ROUNDING < rtt < 0:
+            rtt = 0.0  # float rounding of a near-zero RTT, not a bad sample
         if not ok or t3 < t0 or t2 < t1 or rtt < 0:
             self.rejected += 1
             logger.debug("%r: rejected clock sample %r", self, (t0, t1, t2, t3))

@@ -359,9 +359,10 @@ class DeltaDecoder:
         The decoded state is stored as a future baseline. With ``copy=True`` (the default) the
         caller gets a private deep copy it may mutate; with ``copy=False`` it gets the stored
         state itself, whose subtrees are shared with other baselines, so it must be treated as
-        read-only (mutating it would corrupt later deltas). Raises :class:`~netplay.errors.ProtocolError` when a sequence
-        number is malformed, the baseline is unknown (never decoded or too old) or not older
-        than ``seq``, or the delta does not apply.
+        read-only (mutating it would corrupt later deltas). Raises
+        :class:`~netplay.errors.ProtocolError` when a sequence number is malformed, the
+        baseline is unknown (never decoded or too old) or not older than ``seq``, or the delta
+        does not apply.
         """
         _check_seq(seq, "snapshot seq")
         if baseline is None:

@@ -3,9 +3,11 @@
 Snapshots travel on an unordered, unreliable channel, so they can arrive late, twice or not at
 all. A :class:`SnapshotBuffer` (one per sending peer) decides for each arriving snapshot:
 
-- ``ACCEPTED``: its sequence number is newer than any seen; it becomes :attr:`~SnapshotBuffer.latest`.
-- ``STALE``: newer than nothing delivered, but not seen before (it arrived after a newer one). It
-  is never delivered as current; it only fills its sequence gap so loss accounting stays right.
+- ``ACCEPTED``: its sequence number is newer than any seen; it becomes
+  :attr:`~SnapshotBuffer.latest`.
+- ``STALE``: older than the current snapshot but not seen before (it arrived after a newer
+  one). It is never delivered as current; it only fills its sequence gap so loss accounting
+  stays right.
 - ``DUPLICATE``: this sequence number was already received.
 
 Loss is counted from sequence gaps. A gap counts as lost when the newer snapshot arrives and is

@@ -125,3 +125,10 @@ def test_offset_error_bounded_by_half_rtt(
     assert clock.on_sample(t0 / 1e6, t1 / 1e6, t2 / 1e6, t3 / 1e6)
     assert clock.rtt == pytest.approx((up + down) / 1e6, abs=1e-6)
     assert abs(clock.offset - theta / 1e6) <= (clock.rtt or 0.0) / 2 + 1e-6
+
+
+def test_float_rounding_of_zero_rtt_is_not_rejected() -> None:
+    clock = ClockSync()
+    assert clock.on_sample(0.0, 1e-6, 3e-6, 2e-6)  # (2e-6 - 0) - (3e-6 - 1e-6) rounds below 0
+    assert clock.rtt == 0.0
+    assert not clock.on_sample(0.0, 1e-6, 3e-6, 1.9e-6)  # 0.1 us negative: a real bad sample

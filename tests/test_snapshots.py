@@ -119,7 +119,9 @@ def test_malformed_envelope(seq: object, tick: object, sent_at: object, match: s
     assert buf.received == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"history": 0}, {"loss_window": 0}, {"window": 8, "loss_window": 9}])
+@pytest.mark.parametrize(
+    "kwargs", [{"history": 0}, {"loss_window": 0}, {"window": 8, "loss_window": 9}]
+)
 def test_bad_config(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         SnapshotBuffer(**kwargs)
