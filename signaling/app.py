@@ -112,7 +112,7 @@ class _Closing(Exception):
         self.reason = reason
 
 
-class _Lobby:
+class _AppState:
     """Per-app state shared by all connections."""
 
     def __init__(self, settings: Settings, backend: Backend) -> None:
@@ -126,11 +126,11 @@ class _Lobby:
 class _Connection:
     """One WebSocket: a read loop that validates and dispatches, and a writer task."""
 
-    def __init__(self, ws: WebSocket, lobby: _Lobby) -> None:
+    def __init__(self, ws: WebSocket, shared: _AppState) -> None:
         self.ws = ws
-        self.lobby = lobby
-        self.settings = lobby.settings
-        self.backend = lobby.backend
+        self.shared = shared
+        self.settings = shared.settings
+        self.backend = shared.backend
         self.peer_id: str | None = None
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.rate = TokenBucket(self.settings.rate, self.settings.burst)
@@ -178,13 +178,13 @@ class _Connection:
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
         reason: LeaveReason = "disconnected"
-        self.lobby.open_connections += 1
+        self.shared.open_connections += 1
         try:
             reason = await self._read()
         except _Closing as closing:
             self.close_code, self.close_reason = closing.code, closing.reason
         finally:
-            self.lobby.open_connections -= 1
+            self.shared.open_connections -= 1
             await self._detach(reason)
             self.outbox.put_nowait(_CLOSE)
             try:
@@ -195,8 +195,8 @@ class _Connection:
     async def _detach(self, reason: LeaveReason) -> None:
         if self.peer_id is None:
             return
-        if self.lobby.connections.get(self.peer_id) is self:
-            del self.lobby.connections[self.peer_id]
+        if self.shared.connections.get(self.peer_id) is self:
+            del self.shared.connections[self.peer_id]
             grace = self.settings.resume_grace if self.resumable else 0.0
             await self.backend.disconnect(self.peer_id, reason, grace)
 
@@ -305,11 +305,11 @@ class _Connection:
         name = check_name(hello.name, self.settings.max_name_length)
         session = None
         if hello.resume:
-            session = await self.backend.resume(hello.resume, name, self.deliver)
+            session = await self.backend.resume(hello.resume, self.deliver)
         if session is None:
             session = await self.backend.connect(name, self.deliver)
-        old = self.lobby.connections.get(session.peer_id)
-        self.lobby.connections[session.peer_id] = self
+        old = self.shared.connections.get(session.peer_id)
+        self.shared.connections[session.peer_id] = self
         self.peer_id = session.peer_id
         self.deliver(encode(Welcome(
             id=hello.id, peer_id=session.peer_id, resume_token=session.resume_token,
@@ -335,7 +335,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     if backend is None:
         backend = MemoryBackend(max_lobbies=settings.max_lobbies,
                                 max_metadata_bytes=settings.max_metadata_bytes)
-    state = _Lobby(settings, backend)
+    state = _AppState(settings, backend)
     origins = frozenset(settings.allowed_origins)
 
     async def websocket_endpoint(ws: WebSocket) -> None:

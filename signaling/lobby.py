@@ -138,10 +138,11 @@ class Backend(ABC):
         """Register a new peer with a fresh id and resume token."""
 
     @abstractmethod
-    async def resume(self, token: str, name: str, deliver: Deliver) -> Session | None:
+    async def resume(self, token: str, deliver: Deliver) -> Session | None:
         """Reattach a peer by its resume token; ``None`` when unknown or expired.
 
-        A peer still attached to another connection is moved to this one.
+        A peer still attached to another connection is moved to this one. The peer keeps the
+        display name it had.
         """
 
     @abstractmethod
@@ -398,9 +399,9 @@ class MemoryBackend(Backend):
         self._new_token(peer)
         return Session(peer_id=peer.id, resume_token=peer.resume_token)
 
-    async def resume(self, token: str, name: str, deliver: Deliver) -> Session | None:
+    async def resume(self, token: str, deliver: Deliver) -> Session | None:
         peer = self._by_token.get(token)
-        if peer is None or not hmac.compare_digest(peer.resume_token, token):
+        if peer is None:
             return None
         if peer.expires is not None and peer.expires <= self.clock():
             self._forget(peer, peer.leave_reason)

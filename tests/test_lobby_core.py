@@ -297,12 +297,12 @@ async def test_resume_within_grace_keeps_id_and_seat(backend: MemoryBackend, pee
     await backend.expire()
     assert a.take() == []  # the others see nothing while b may come back
     again = Peer(backend, "b")
-    session = await backend.resume(b.token, "b", again.deliver)
+    session = await backend.resume(b.token, again.deliver)
     assert session is not None and session.resumed
     assert session.peer_id == b.id and session.resume_token != b.token
     assert session.lobby is not None and session.lobby.code == code
     assert [json.loads(f)["from"] for f in session.backlog] == [a.id]
-    assert await backend.resume(b.token, "b", again.deliver) is None  # tokens are single-use
+    assert await backend.resume(b.token, again.deliver) is None  # tokens are single-use
     await backend.relay(a.id, Signal(to=b.id, payload=OFFER))
     assert again.types() == ["signal"]
 
@@ -318,7 +318,7 @@ async def test_grace_expiry_announces_peer_left(backend: MemoryBackend, peers: A
     await backend.expire()
     assert b.take() == [{"type": "peer_left", "peer_id": a.id, "reason": "timed_out"},
                         {"type": "host_changed", "host": b.id}]
-    assert await backend.resume(a.token, "a", a.deliver) is None
+    assert await backend.resume(a.token, a.deliver) is None
     assert (await backend.stats()) == {"lobbies": 1, "peers": 1, "suspended": 0, "members": 1}
 
 
@@ -329,4 +329,4 @@ async def test_clean_leave_is_immediate(backend: MemoryBackend, peers: Any) -> N
     a.take()
     await backend.disconnect(b.id, "left", grace=5)
     assert a.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "left"}]
-    assert await backend.resume(b.token, "b", b.deliver) is None
+    assert await backend.resume(b.token, b.deliver) is None
