@@ -1,9 +1,106 @@
-"""netplay: peer-to-peer multiplayer for Python games."""
+"""netplay: peer-to-peer multiplayer for Python games.
+
+A tiny lobby server introduces the players; the game then talks to every other player over a
+full WebRTC mesh (aiortc): unreliable state snapshots and reliable events.
+
+```python
+import netplay
+
+config = netplay.MeshConfig(lobby_url="ws://127.0.0.1:8765/ws", name="alice")
+async with netplay.Mesh(config) as mesh:
+    info = await mesh.host(game="squares")
+```
+
+``Mesh`` and ``SyncMesh`` pull in aiortc, so they are imported lazily: ``import netplay.protocol``
+(as the lobby server does) never imports aiortc.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
+
+from .config import DEFAULT_CHANNELS, ChannelConfig, IceServer, MeshConfig
+from .errors import (
+    ChannelClosed,
+    ChannelError,
+    LobbyDisconnected,
+    LobbyRejected,
+    LobbyUnavailable,
+    NetplayError,
+    ProtocolError,
+    SignalingError,
+    UnknownChannel,
+)
+from .events import (
+    Event,
+    HostChanged,
+    LeaveReason,
+    LobbyConnectionChanged,
+    LobbyUpdated,
+    MessageReceived,
+    PeerJoined,
+    PeerLeft,
+)
+from .protocol import LobbyInfo, LobbySummary, Member, PeerId
+
+if TYPE_CHECKING:
+    from .conditioner import ConditionerConfig
+    from .mesh import Mesh
+    from .sync import SyncMesh
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ChannelClosed",
+    "ChannelConfig",
+    "ChannelError",
+    "ConditionerConfig",
+    "DEFAULT_CHANNELS",
+    "Event",
+    "HostChanged",
+    "IceServer",
+    "LeaveReason",
+    "LobbyConnectionChanged",
+    "LobbyDisconnected",
+    "LobbyInfo",
+    "LobbyRejected",
+    "LobbySummary",
+    "LobbyUnavailable",
+    "LobbyUpdated",
+    "Member",
+    "Mesh",
+    "MeshConfig",
+    "MessageReceived",
+    "NetplayError",
+    "PeerId",
+    "PeerJoined",
+    "PeerLeft",
+    "ProtocolError",
+    "SignalingError",
+    "SyncMesh",
+    "UnknownChannel",
+]
+
+_LAZY = {
+    "Mesh": "netplay.mesh",
+    "SyncMesh": "netplay.sync",
+    "ConditionerConfig": "netplay.conditioner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netplay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

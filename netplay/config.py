@@ -1,0 +1,205 @@
+"""Configuration objects: :class:`MeshConfig`, :class:`ChannelConfig`, :class:`IceServer`.
+
+All are frozen dataclasses, checked on construction (a bad value raises ``ValueError`` naming
+the field). No I/O happens here, so the lobby server can import this module without aiortc.
+
+```python
+config = MeshConfig(
+    lobby_url="ws://127.0.0.1:8765/ws",
+    name="alice",
+    channels=(ChannelConfig.unreliable("state"), ChannelConfig.reliable("events"),
+              ChannelConfig.reliable("chat")),
+    ice_servers=(IceServer(urls=("stun:stun.example.org:3478",)),),
+)
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .conditioner import ConditionerConfig
+
+__all__ = ["DEFAULT_CHANNELS", "ChannelConfig", "IceServer", "MeshConfig"]
+
+MAX_CHANNELS = 64
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One data channel, created ``negotiated=True`` on both sides; its index in
+    :attr:`MeshConfig.channels` is its SCTP stream id."""
+
+    name: str
+    """Name used by game code (``mesh.channel("chat")``); unique within a mesh."""
+    ordered: bool = True
+    """Deliver messages in the order they were sent."""
+    max_retransmits: int | None = None
+    """Give up on a message after this many retransmissions (``0``: never retransmit)."""
+    max_packet_life_time: int | None = None
+    """Give up on a message after this many milliseconds."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("ChannelConfig.name must be a non-empty string")
+        if self.max_retransmits is not None and self.max_packet_life_time is not None:
+            raise ValueError(
+                f"channel {self.name!r}: set max_retransmits or max_packet_life_time, not both"
+            )
+        for label in ("max_retransmits", "max_packet_life_time"):
+            value = getattr(self, label)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"channel {self.name!r}: {label} must be an int >= 0")
+
+    @property
+    def is_reliable(self) -> bool:
+        """True when every message is delivered (no retransmit or lifetime limit)."""
+        return self.max_retransmits is None and self.max_packet_life_time is None
+
+    @classmethod
+    def reliable(cls, name: str) -> ChannelConfig:
+        """A reliable, ordered channel."""
+        return cls(name)
+
+    @classmethod
+    def unreliable(cls, name: str) -> ChannelConfig:
+        """An unordered channel that never retransmits (newest wins)."""
+        return cls(name, ordered=False, max_retransmits=0)
+
+
+DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
+    ChannelConfig("state", ordered=False, max_retransmits=0),
+    ChannelConfig("events"),
+)
+"""Channel 0 "state" (unordered, no retransmits) and channel 1 "events" (reliable, ordered)."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server (``urls`` like ``"stun:host:3478"`` or ``"turn:host:3478"``)."""
+
+    urls: tuple[str, ...]
+    """Server URLs; a single string is accepted and wrapped."""
+    username: str | None = None
+    """TURN username."""
+    credential: str | None = None
+    """TURN password."""
+
+    def __post_init__(self) -> None:
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        if not urls or not all(
+            isinstance(u, str) and u.startswith(("stun:", "stuns:", "turn:", "turns:"))
+            for u in urls
+        ):
+            raise ValueError(f"IceServer.urls must be stun:/turn: URLs, got {self.urls!r}")
+        object.__setattr__(self, "urls", urls)
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"MeshConfig.{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Everything a :class:`~netplay.Mesh` needs. Only ``lobby_url`` is required."""
+
+    lobby_url: str
+    """WebSocket URL of the lobby, e.g. ``"ws://127.0.0.1:8765/ws"`` (``wss://`` for TLS)."""
+    name: str = "player"
+    """Display name shown to the other members (1-64 characters)."""
+    channels: tuple[ChannelConfig, ...] = DEFAULT_CHANNELS
+    """Data channels; must start with an unreliable "state" and a reliable "events" channel.
+    Extra channels may follow; a channel's index is its SCTP stream id."""
+    ice_servers: tuple[IceServer, ...] = ()
+    """STUN/TURN servers. Default: none at all (never a public server)."""
+    use_lobby_ice_servers: bool = True
+    """Also use the ICE servers (with short-lived TURN credentials) the lobby hands out."""
+    ice_transport_policy: Literal["all", "relay"] = "all"
+    """``"relay"`` forces traffic through TURN."""
+    ice_host_addresses: tuple[str, ...] | None = None
+    """Gather host candidates only on these IP addresses or interface names
+    (``("127.0.0.1",)`` for tests on one machine, a LAN interface for LAN play).
+    ``None``: every non-loopback interface."""
+    auth_token: str | None = None
+    """Token from the game's backend, for lobbies that require one."""
+    conditioner: ConditionerConfig | None = None
+    """Simulated bad network applied to every link in both directions; ``None`` reads the
+    ``NETPLAY_CONDITIONER`` environment variable (unset: a perfect link)."""
+    connect_timeout: float = 10.0
+    """Seconds to reach the lobby, and for one peer connection attempt to open its channels."""
+    request_timeout: float = 10.0
+    """Seconds to wait for the lobby's answer to a request (host, join, ...)."""
+    disconnect_timeout: float = 3.0
+    """A peer silent for this long on the state channel is reported as left ("timed_out")."""
+    heartbeat_interval: float = 0.2
+    """A heartbeat goes to a peer when nothing else was sent to it for this long."""
+    reconnect_attempts: int = 3
+    """Fresh connection attempts for a failed peer link while both are in the lobby."""
+    lobby_reconnect_delay: float = 0.25
+    """First delay before reconnecting to a lost lobby (doubles up to 5 s, forever)."""
+    send_rate_hz: float = 60.0
+    """At most this many state datagrams per second per peer; faster sends coalesce."""
+    state_size_warning: int = 1100
+    """Warn once per peer when a state datagram is bigger than this many bytes."""
+    max_message_size: int = 16 * 1024 * 1024
+    """Largest reliable message accepted from a peer after reassembly (bytes)."""
+    fragment_size: int = 16 * 1024
+    """Reliable messages are cut into pieces of this size (well under SCTP's 64 KiB)."""
+    reliable_buffer_limit: int = 32 * 1024
+    """Reliable bytes queued in aiortc per channel before netplay holds further pieces back,
+    so a big transfer does not delay state datagrams queued behind it."""
+    max_queued: int = 100_000
+    """Received messages kept per channel (and events kept) until read; the oldest go."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lobby_url, str) or not self.lobby_url.startswith(
+            ("ws://", "wss://")
+        ):
+            raise ValueError(f"MeshConfig.lobby_url must be a ws:// or wss:// URL, got "
+                             f"{self.lobby_url!r}")
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 64:
+            raise ValueError("MeshConfig.name must be 1-64 characters")
+        channels = tuple(self.channels)
+        object.__setattr__(self, "channels", channels)
+        if len(channels) < 2 or channels[0].name != "state" or channels[0].is_reliable \
+                or channels[1].name != "events" or not channels[1].is_reliable:
+            raise ValueError('MeshConfig.channels must start with an unreliable "state" channel '
+                             'and a reliable "events" channel (see DEFAULT_CHANNELS)')
+        if len(channels) > MAX_CHANNELS:
+            raise ValueError(f"MeshConfig.channels: at most {MAX_CHANNELS} channels")
+        names = [c.name for c in channels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"MeshConfig.channels: duplicate channel names in {names}")
+        object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
+        if self.ice_transport_policy not in ("all", "relay"):
+            raise ValueError('MeshConfig.ice_transport_policy must be "all" or "relay"')
+        if self.ice_host_addresses is not None:
+            if isinstance(self.ice_host_addresses, str):
+                raise ValueError("MeshConfig.ice_host_addresses must be a tuple of addresses, "
+                                 "not a single string")
+            object.__setattr__(self, "ice_host_addresses", tuple(self.ice_host_addresses))
+        for name in ("connect_timeout", "request_timeout", "disconnect_timeout",
+                     "heartbeat_interval", "lobby_reconnect_delay", "send_rate_hz"):
+            _positive(name, getattr(self, name))
+        if self.heartbeat_interval >= self.disconnect_timeout:
+            raise ValueError("MeshConfig.heartbeat_interval must be below disconnect_timeout")
+        for name in ("state_size_warning", "max_message_size", "fragment_size",
+                     "reliable_buffer_limit", "max_queued"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"MeshConfig.{name} must be a positive int, got {value!r}")
+        if not 0 <= self.reconnect_attempts <= 100:
+            raise ValueError("MeshConfig.reconnect_attempts must be 0-100")
+        if self.fragment_size > 60_000:
+            raise ValueError("MeshConfig.fragment_size must be at most 60000 (SCTP limit)")
+
+    def channel_index(self, name: str) -> int:
+        """Index (SCTP stream id) of the channel called ``name``; ``KeyError`` if none."""
+        for index, channel in enumerate(self.channels):
+            if channel.name == name:
+                return index
+        raise KeyError(name)
+

@@ -1,0 +1,108 @@
+"""Events a game sees (frozen dataclasses, no aiortc or pyee types).
+
+Read them with ``async for ev in mesh.events()`` or ``net.poll()``:
+
+- :class:`PeerJoined`: a peer connection is up with every channel open.
+- :class:`PeerLeft`: a peer is gone, with a reason (see :data:`LeaveReason`). Reported once per
+  connected period; a peer whose link came back after ``"timed_out"`` joins again.
+- :class:`HostChanged`: the lobby has a new host (host migration).
+- :class:`LobbyUpdated`: the lobby's state changed (members, lock, metadata), or we left it.
+- :class:`LobbyConnectionChanged`: the lobby server went away or came back (peers keep working).
+- :class:`MessageReceived`: a message arrived on a channel other than "state".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from .protocol import LobbyInfo, PeerId
+
+__all__ = [
+    "Event",
+    "HostChanged",
+    "LeaveReason",
+    "LobbyConnectionChanged",
+    "LobbyUpdated",
+    "MessageReceived",
+    "PeerJoined",
+    "PeerLeft",
+]
+
+LeaveReason: TypeAlias = Literal[
+    "left", "kicked", "timed_out", "connection_failed", "disconnected"
+]
+"""Why a peer left:
+
+- ``"left"``: it left the lobby or closed its session;
+- ``"kicked"``: the host removed it;
+- ``"timed_out"``: nothing heard from it for ``disconnect_timeout`` (crash, network loss);
+- ``"connection_failed"``: no peer connection could be made (after the allowed attempts);
+- ``"disconnected"``: the lobby lost it and its resume grace period ran out.
+"""
+
+
+@dataclass(frozen=True)
+class PeerJoined:
+    """A peer is connected: every channel to it is open."""
+
+    peer_id: PeerId
+    """The lobby-assigned id of the peer."""
+    name: str
+    """Its display name."""
+
+
+@dataclass(frozen=True)
+class PeerLeft:
+    """A peer is gone (or unreachable); its connection is closed."""
+
+    peer_id: PeerId
+    """The lobby-assigned id of the peer."""
+    reason: LeaveReason
+    """Why it left."""
+
+
+@dataclass(frozen=True)
+class HostChanged:
+    """The lobby's host changed (the earliest-joined remaining member takes over)."""
+
+    host: PeerId
+    """The new host's peer id."""
+    is_me: bool
+    """True when this session is the new host."""
+
+
+@dataclass(frozen=True)
+class LobbyUpdated:
+    """The lobby's state changed; ``lobby`` is ``None`` after leaving it."""
+
+    lobby: LobbyInfo | None
+    """The new lobby state."""
+
+
+@dataclass(frozen=True)
+class LobbyConnectionChanged:
+    """The WebSocket to the lobby server dropped or came back; peer links are unaffected."""
+
+    connected: bool
+    """True when (re)connected."""
+    resumed: bool
+    """True when the lobby gave back our peer id and seat (resume token accepted)."""
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """A message arrived on a channel other than "state"."""
+
+    peer_id: PeerId
+    """Sender."""
+    channel: str
+    """Channel name."""
+    body: Any
+    """The decoded value, exactly as the sender passed it."""
+
+
+Event: TypeAlias = (
+    PeerJoined | PeerLeft | HostChanged | LobbyUpdated | LobbyConnectionChanged | MessageReceived
+)
+"""Any event a mesh reports."""

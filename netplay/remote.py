@@ -1,0 +1,206 @@
+"""One other member of the lobby: its record and the task that keeps a link to it up.
+
+Every remote peer gets one supervisor task (:func:`supervise`) that owns its
+:class:`~netplay.peer.PeerLink` and handles, strictly one at a time, what the lobby and the link
+report through the remote's ``inbox``:
+
+- ``("signal", payload)``: an offer, answer or candidate relayed by the lobby;
+- ``("open", attempt)`` / ``("down", attempt, why)``: from the link (stale attempts ignored);
+- ``("leave", reason)``: the peer left the lobby or said goodbye on the events channel.
+
+The earlier-joined member offers (:func:`netplay.protocol.offers_to`), so two offers never
+cross. A link that fails is replaced by a fresh ``RTCPeerConnection`` and a new offer with a
+higher attempt number (aiortc has no ICE restart), at most ``reconnect_attempts`` times in a
+row, and only while the lobby is reachable. ``PeerJoined`` is reported when a link opens;
+``PeerLeft`` once when it goes away, or once when no link could ever be made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .channels import ReliableSender
+from .errors import SignalingError
+from .events import LeaveReason, PeerJoined, PeerLeft
+from .peer import PeerLink
+from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId, Signal
+from .state import PeerState
+
+if TYPE_CHECKING:
+    from .mesh import Mesh
+
+__all__ = ["Remote", "supervise"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Remote:
+    """Everything this session knows about one other member."""
+
+    id: PeerId
+    name: str
+    offerer: bool
+    """True when we send the offers to this peer."""
+    state: PeerState
+    inbox: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
+    link: PeerLink | None = None
+    connected: bool = False
+    """A link is open (PeerJoined was reported and no PeerLeft since)."""
+    ever_reported: bool = False
+    done: bool = False
+    """The supervisor gave up or the peer left; the record only waits for the lobby to drop it."""
+    task: asyncio.Task[None] | None = None
+    senders: dict[int, ReliableSender] = field(default_factory=dict)
+    reassemblers: dict[int, wire.Reassembler] = field(default_factory=dict)
+    flush_handle: asyncio.TimerHandle | None = None
+
+
+async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
+    def post(*item: Any) -> Callable[..., None]:
+        def put(*args: Any) -> None:
+            r.inbox.put_nowait((*item, *args))
+        return put
+
+    link = PeerLink(
+        r.id, attempt, mesh.config, mesh._rtc_ice_servers(),
+        on_open=post("open", attempt),
+        on_frame=lambda index, data: mesh._on_frame(r, index, data),
+        on_down=post("down", attempt),
+        conditioner=mesh._conditioner_for(r.id),
+    )
+    r.link = link
+    r.reassemblers = {i: wire.Reassembler(mesh.config.max_message_size)
+                      for i, c in enumerate(mesh.config.channels) if c.is_reliable}
+    r.senders = {i: ReliableSender(link, i, mesh.config.reliable_buffer_limit)
+                 for i, c in enumerate(mesh.config.channels) if c.is_reliable}
+    return link
+
+
+async def _drop_link(r: Remote) -> None:
+    link, r.link = r.link, None
+    r.senders = {}
+    if r.flush_handle is not None:
+        r.flush_handle.cancel()
+        r.flush_handle = None
+    if link is not None:
+        await link.close()
+
+
+async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
+    try:
+        await mesh._lobby_client().send(Signal(to=r.id, payload=payload))
+    except SignalingError as exc:
+        logger.debug("signal to %s not sent: %s", r.id, exc)
+
+
+async def _offer(mesh: Mesh, r: Remote, attempt: int) -> None:
+    link = await _new_link(mesh, r, attempt)
+    offer = await link.make_offer()
+    logger.debug("offer to %s (attempt %d)", r.id, attempt)
+    await _send_signal(mesh, r, offer)
+
+
+def _lost(mesh: Mesh, r: Remote, reason: LeaveReason) -> None:
+    if r.connected:
+        r.connected = False
+        logger.info("peer %s (%s) left: %s", r.id, r.name, reason)
+        mesh._peer_lost(r, PeerLeft(r.id, reason))
+
+
+async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
+    """Apply a relayed signal; True when it started a new connection attempt."""
+    link = r.link
+    if isinstance(payload, OfferPayload):
+        if r.offerer:
+            logger.debug("ignoring offer from %s: we offer to it", r.id)
+            return False
+        if link is not None and link.attempt >= payload.attempt and not link.closed:
+            logger.debug("ignoring repeated offer %d from %s", payload.attempt, r.id)
+            return False
+        if link is not None:
+            _lost(mesh, r, "connection_failed")
+            await _drop_link(r)
+        link = await _new_link(mesh, r, payload.attempt)
+        answer = await link.accept_offer(payload)
+        await _send_signal(mesh, r, answer)
+        return True
+    if link is None or link.attempt != payload.attempt:
+        logger.debug("ignoring %s for attempt %d from %s", payload.kind, payload.attempt, r.id)
+        return False
+    if isinstance(payload, AnswerPayload):
+        await link.accept_answer(payload)
+    elif isinstance(payload, CandidatePayload):
+        await link.add_candidate(payload)
+    return False
+
+
+async def supervise(mesh: Mesh, r: Remote) -> None:
+    """Keep a link to ``r`` up until it leaves, we give up, or the task is cancelled."""
+    config = mesh.config
+    failures = 0
+    attempt = 0
+    try:
+        if r.offerer:
+            await _offer(mesh, r, attempt)
+        deadline: float | None = time.monotonic() + config.connect_timeout
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(timeout):
+                    item = await r.inbox.get()
+            except TimeoutError:
+                item = ("timeout",)
+            kind = item[0]
+            if kind == "leave":
+                _lost(mesh, r, item[1])
+                return
+            if kind == "signal":
+                try:
+                    if await _handle_signal(mesh, r, item[1]):
+                        attempt = item[1].attempt
+                        deadline = time.monotonic() + config.connect_timeout
+                except Exception as exc:  # a malformed SDP must not kill the supervisor
+                    logger.warning("bad signal from %s: %s", r.id, exc)
+                continue
+            link = r.link
+            if kind != "timeout" and (link is None or item[1] != link.attempt):
+                continue  # from an attempt we already abandoned
+            if kind == "open":
+                assert link is not None
+                failures = 0
+                deadline = None
+                r.connected = r.ever_reported = True
+                r.state.last_heard = time.monotonic()
+                logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, link.attempt)
+                mesh._peer_joined(r, PeerJoined(r.id, r.name))
+                continue
+            # "down" from the link, or no link opened before the deadline
+            why = item[2] if kind == "down" else "connect timeout"
+            reason: LeaveReason = "timed_out" if why == "timed_out" else "connection_failed"
+            logger.info("link to %s (attempt %d) failed: %s", r.id, attempt, why)
+            _lost(mesh, r, reason)
+            await _drop_link(r)
+            failures += 1
+            if failures > config.reconnect_attempts:
+                break
+            await mesh._wait_lobby_connected()
+            if r.offerer:
+                attempt += 1
+                await _offer(mesh, r, attempt)
+            deadline = time.monotonic() + config.connect_timeout
+        logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.name, failures)
+        if not r.ever_reported:
+            r.ever_reported = True
+            mesh._peer_lost(r, PeerLeft(r.id, "connection_failed"))
+    finally:
+        r.done = True
+        with contextlib.suppress(Exception):
+            await _drop_link(r)

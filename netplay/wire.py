@@ -1,0 +1,231 @@
+"""Data-channel packet format (msgpack), shared by every peer link. No I/O.
+
+Each data-channel message is ``bytes``; its first byte says what follows:
+
+``0x00`` STATE: one datagram per tick on the "state" channel, a msgpack array
+    ``[seq, sent_at, echo, ack, snapshot]``:
+
+    - ``seq``: 16-bit wrapping datagram sequence number (:mod:`netplay.seq`); gaps give loss;
+    - ``sent_at``: sender's clock (seconds) when sent;
+    - ``echo``: ``None`` or ``[t0, t1]``: ``sent_at`` of the newest datagram received from the
+      addressee and the sender's clock when it arrived (NTP-style RTT and clock offset);
+    - ``ack``: ``None`` or the newest snapshot seq received from the addressee (delta baseline);
+    - ``snapshot``: ``None`` (a heartbeat) or ``[snap_seq, tick, baseline, body]``, where
+      ``baseline`` is ``None`` for a full snapshot or the seq the ``body`` delta is against.
+
+    So acks, heartbeats, clock samples and delta baselines ride inside the one datagram per
+    tick. Keep a datagram under about 1,100 bytes: aiortc cuts user data into 1,200-byte SCTP
+    chunks, and an unreliable message is lost whole when one chunk is lost.
+``0x01`` MESSAGE: the msgpack encoding of one message body (any channel but "state").
+``0x03`` BYE: sent on "events" before a peer closes on purpose; msgpack of the reason
+    (``"left"`` or ``"kicked"``), so the others report it at once and with the right reason.
+``0x02`` FRAGMENT: a piece of a reliable message larger than ``fragment_size``:
+    a 12-byte header ``!III`` (message id, piece index, piece count) and raw bytes; the pieces
+    concatenated are the msgpack encoding of the body.
+
+Unpacking checks sizes before decoding and decodes with msgpack's length limits (derived from
+the packet size, so a hostile packet cannot allocate more than it sent) and raises
+:class:`~netplay.errors.ProtocolError` for anything malformed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+from .seq import is_seq
+
+__all__ = [
+    "FRAGMENT",
+    "MESSAGE",
+    "BYE",
+    "STATE",
+    "Reassembler",
+    "Snapshot",
+    "StateDatagram",
+    "pack_body",
+    "pack_bye",
+    "pack_message",
+    "pack_state",
+    "split_message",
+    "unpack_body",
+    "unpack_state",
+]
+
+STATE = 0x00
+MESSAGE = 0x01
+FRAGMENT = 0x02
+BYE = 0x03
+
+MAX_SEQ = 2**32
+MAX_STATE_DATAGRAM = 65_536
+"""A state datagram can't be bigger than one SCTP message."""
+_HEADER = struct.Struct("!III")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A game snapshot inside a state datagram."""
+
+    seq: int
+    tick: int
+    baseline: int | None
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StateDatagram:
+    """The one datagram per tick on the state channel (see the module docstring)."""
+
+    seq: int
+    sent_at: float
+    echo: tuple[float, float] | None = None
+    ack: int | None = None
+    snapshot: Snapshot | None = None
+
+
+def pack_body(body: Any) -> bytes:
+    """msgpack-encode one message body; ``TypeError`` names what can't be sent."""
+    try:
+        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(
+            f"netplay sends msgpack values only (None, bool, int, float, str, bytes, lists "
+            f"and dicts of them): {exc}"
+        ) from exc
+
+
+def unpack_body(payload: bytes | memoryview) -> Any:
+    """Decode one message body; ``ProtocolError`` when it isn't exactly one msgpack value."""
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"not a msgpack value: {type(exc).__name__}: {exc}") from exc
+
+
+def pack_message(body: Any) -> bytes:
+    """A whole MESSAGE frame for ``body``."""
+    return bytes((MESSAGE,)) + pack_body(body)
+
+
+def split_message(payload: bytes, fragment_size: int, message_id: int) -> list[bytes]:
+    """Frames for an encoded body (:func:`pack_body`) on a reliable channel: one MESSAGE frame,
+    or FRAGMENT frames of ``fragment_size`` payload bytes each."""
+    if len(payload) <= fragment_size:
+        return [bytes((MESSAGE,)) + payload]
+    count = -(-len(payload) // fragment_size)
+    view = memoryview(payload)
+    prefix = bytes((FRAGMENT,))
+    return [
+        prefix + _HEADER.pack(message_id % MAX_SEQ, index, count)
+        + view[index * fragment_size:(index + 1) * fragment_size]
+        for index in range(count)
+    ]
+
+
+class Reassembler:
+    """Rebuilds fragmented messages arriving on one ordered, reliable channel."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._id: int | None = None
+        self._count = 0
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, frame: bytes) -> tuple[bool, Any]:
+        """Take one frame; ``(True, body)`` when a message is complete, else ``(False, None)``.
+
+        Raises ``ProtocolError`` on a malformed frame (and forgets any partial message).
+        """
+        if not frame:
+            raise ProtocolError("empty frame")
+        kind = frame[0]
+        if kind == MESSAGE:
+            if self._id is not None:
+                self._reset()
+                raise ProtocolError("whole message inside a fragmented one")
+            if len(frame) - 1 > self.max_size:
+                raise ProtocolError(f"message of {len(frame) - 1} bytes is over the limit")
+            return True, unpack_body(memoryview(frame)[1:])
+        if kind != FRAGMENT:
+            raise ProtocolError(f"unknown frame kind {kind}")
+        if len(frame) <= 1 + _HEADER.size:
+            self._reset()
+            raise ProtocolError("truncated fragment")
+        message_id, index, count = _HEADER.unpack_from(frame, 1)
+        expected_id = message_id if self._id is None else self._id
+        if message_id != expected_id or index != len(self._parts) or count < 2 or index >= count \
+                or (self._id is not None and count != self._count):
+            self._reset()
+            raise ProtocolError(f"fragment {index}/{count} of message {message_id} out of place")
+        self._size += len(frame) - 1 - _HEADER.size
+        if self._size > self.max_size:
+            self._reset()
+            raise ProtocolError(f"fragmented message over the {self.max_size}-byte limit")
+        self._id, self._count = message_id, count
+        self._parts.append(frame[1 + _HEADER.size:])
+        if len(self._parts) < count:
+            return False, None
+        payload = b"".join(self._parts)
+        self._reset()
+        return True, unpack_body(payload)
+
+    def _reset(self) -> None:
+        self._id = None
+        self._count = 0
+        self._parts = []
+        self._size = 0
+
+
+def pack_bye(reason: str) -> bytes:
+    """A BYE frame."""
+    return bytes((BYE,)) + pack_body(reason)
+
+
+def pack_state(datagram: StateDatagram) -> bytes:
+    """Encode a state datagram (``TypeError`` if the snapshot body isn't msgpack)."""
+    snap = datagram.snapshot
+    snap_part = None if snap is None else [snap.seq, snap.tick, snap.baseline, snap.body]
+    echo = None if datagram.echo is None else list(datagram.echo)
+    return bytes((STATE,)) + pack_body(
+        [datagram.seq, datagram.sent_at, echo, datagram.ack, snap_part]
+    )
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) in (float, int) and value == value and abs(value) < 1e12
+
+
+def unpack_state(frame: bytes) -> StateDatagram:
+    """Decode and check a state datagram; ``ProtocolError`` when it isn't one."""
+    if len(frame) > MAX_STATE_DATAGRAM:
+        raise ProtocolError(f"state datagram of {len(frame)} bytes is over the limit")
+    if not frame or frame[0] != STATE:
+        raise ProtocolError("not a state datagram")
+    fields = unpack_body(memoryview(frame)[1:])
+    if not isinstance(fields, list) or len(fields) != 5:
+        raise ProtocolError("state datagram is not a 5-element array")
+    seq, sent_at, echo, ack, snap = fields
+    if not is_seq(seq) or not _is_time(sent_at):
+        raise ProtocolError("state datagram: bad seq or sent_at")
+    if echo is not None and not (
+        isinstance(echo, list) and len(echo) == 2 and all(_is_time(t) for t in echo)
+    ):
+        raise ProtocolError("state datagram: bad echo")
+    if ack is not None and not is_seq(ack):
+        raise ProtocolError("state datagram: bad ack")
+    snapshot = None
+    if snap is not None:
+        if not (isinstance(snap, list) and len(snap) == 4 and is_seq(snap[0])
+                and type(snap[1]) is int and (snap[2] is None or is_seq(snap[2]))):
+            raise ProtocolError("state datagram: bad snapshot")
+        snapshot = Snapshot(snap[0], snap[1], snap[2], snap[3])
+    return StateDatagram(
+        seq, float(sent_at), None if echo is None else (float(echo[0]), float(echo[1])),
+        ack, snapshot,
+    )

@@ -1,0 +1,58 @@
+"""Helpers shared by the mesh tests: loopback-only configs and ready-made meshes."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import netplay
+from netplay.mesh import Mesh
+
+LOOPBACK = ("127.0.0.1",)
+CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ", re.MULTILINE)
+
+
+def config(lobby: Any, name: str, **overrides: Any) -> netplay.MeshConfig:
+    """A MeshConfig for the test lobby with every ICE host candidate pinned to 127.0.0.1."""
+    overrides.setdefault("ice_host_addresses", LOOPBACK)
+    overrides.setdefault("connect_timeout", 10.0)
+    return netplay.MeshConfig(lobby_url=lobby.url, name=name, **overrides)
+
+
+def candidate_addresses(mesh: Mesh) -> list[str]:
+    """Every address in an ``a=candidate`` line of every local and remote SDP of ``mesh``."""
+    found = []
+    for remote in mesh._remotes.values():
+        link = remote.link
+        if link is None:
+            continue
+        for description in (link.pc.localDescription, link.pc.remoteDescription):
+            if description is not None:
+                found += CANDIDATE.findall(description.sdp)
+    return found
+
+
+def assert_loopback_only(mesh: Mesh) -> None:
+    """The guard: every candidate any test peer offered or accepted is 127.0.0.1."""
+    addresses = candidate_addresses(mesh)
+    assert addresses, "no candidates found (is the mesh connected?)"
+    assert set(addresses) == {"127.0.0.1"}, addresses
+
+
+@contextlib.asynccontextmanager
+async def full_mesh(lobby: Any, n: int, *, timeout: float = 20.0, game: str = "test",
+                    **overrides: Any) -> AsyncIterator[list[Mesh]]:
+    """``n`` open meshes in one lobby (the first hosts), each connected to all others."""
+    async with contextlib.AsyncExitStack() as stack:
+        meshes = [await stack.enter_async_context(Mesh(config(lobby, f"p{i}", **overrides)))
+                  for i in range(n)]
+        info = await meshes[0].host(game=game, max_players=8)
+        for mesh in meshes[1:]:
+            await mesh.join(info.code)
+        for mesh in meshes:
+            await mesh.wait_for_peers(n - 1, timeout=timeout)
+        for mesh in meshes:
+            assert_loopback_only(mesh)
+        yield meshes
