@@ -178,3 +178,26 @@ async def connect() -> Any:
     yield factory
     for client in clients:
         await client.ws.close()
+
+
+@pytest.fixture
+def members(connect: Any) -> Any:
+    """``code, clients = await members(server, "a", "b", ..., **host_fields)``.
+
+    Connects one client per name; the first hosts a lobby (game ``"test"`` unless given), the
+    others join it in order. The ``peer_joined`` events this causes are consumed.
+    """
+
+    async def factory(server: LobbyServer, *names: str,
+                      **host_fields: Any) -> tuple[str, list[WsClient]]:
+        clients = [await connect(server, name) for name in names]
+        host_fields.setdefault("game", "test")
+        code: str = (await clients[0].request("host", **host_fields))["lobby"]["code"]
+        for i, client in enumerate(clients[1:], start=1):
+            reply = await client.request("join", code=code, password=host_fields.get("password"))
+            assert reply["type"] == "lobby", reply
+            for earlier in clients[:i]:
+                await earlier.expect("peer_joined")
+        return code, clients
+
+    return factory

@@ -33,19 +33,9 @@ MALFORMED: list[tuple[str | bytes, int | None]] = [
 ]
 
 
-async def lobby_with(connect: Any, server: Any, *names: str) -> tuple[str, list[Any]]:
-    clients = [await connect(server, n) for n in names]
-    code = (await clients[0].request("host", game="limits"))["lobby"]["code"]
-    for i, c in enumerate(clients[1:], start=1):
-        await c.request("join", code=code)
-        for earlier in clients[:i]:
-            await earlier.expect("peer_joined")
-    return code, clients
-
-
 async def lobby_state(client: Any) -> dict[str, Any]:
     """The lobby as ``client`` sees it now (a no-op metadata write by the host)."""
-    listed = await client.request("list", game="limits")
+    listed = await client.request("list", game="test")
     return {x["code"]: x for x in listed["lobbies"]}
 
 
@@ -60,8 +50,8 @@ async def test_malformed_messages_get_bad_message_and_the_connection_stays(
     assert (await client.request("ping"))["type"] == "pong"
 
 
-async def test_bad_message_changes_nothing(lobby: Any, connect: Any) -> None:
-    code, (host, guest) = await lobby_with(connect, lobby, "h", "g")
+async def test_bad_message_changes_nothing(lobby: Any, members: Any) -> None:
+    code, (host, guest) = await members(lobby, "h", "g")
     before = await lobby_state(host)
     for frame, _ in MALFORMED:
         await guest.send_raw(frame)
@@ -106,9 +96,9 @@ async def test_name_length_is_configurable(lobby_factory: Any, connect: Any) -> 
     assert (await client.hello("abcd"))["type"] == "welcome"
 
 
-async def test_oversized_message(lobby_factory: Any, connect: Any) -> None:
+async def test_oversized_message(lobby_factory: Any, members: Any) -> None:
     server = lobby_factory(max_message_bytes=1024)
-    code, (a, b) = await lobby_with(connect, server, "a", "b")
+    code, (a, b) = await members(server, "a", "b")
     huge = {"kind": "offer", "sdp": "é" * 600}  # 1,200 bytes of UTF-8 in 600 characters
     await a.send(type="signal", id=4, to=b.peer_id, payload=huge)
     await a.expect("error", code="too_large")
@@ -140,9 +130,9 @@ async def test_rate_limit(lobby_factory: Any, connect: Any) -> None:
     assert (await client.request("ping"))["type"] == "pong"
 
 
-async def test_repeated_abuse_closes_with_1008(lobby_factory: Any, connect: Any) -> None:
+async def test_repeated_abuse_closes_with_1008(lobby_factory: Any, members: Any) -> None:
     server = lobby_factory(max_strikes=5)
-    code, (a, b) = await lobby_with(connect, server, "a", "b")
+    code, (a, b) = await members(server, "a", "b")
     with pytest.raises(ConnectionClosed):
         for _ in range(50):
             await a.send_raw("garbage")
@@ -152,11 +142,11 @@ async def test_repeated_abuse_closes_with_1008(lobby_factory: Any, connect: Any)
     await b.expect("peer_left", peer_id=a.peer_id, reason="disconnected")
 
 
-async def test_a_thousand_malformed_messages(lobby_factory: Any, connect: Any) -> None:
+async def test_a_thousand_malformed_messages(lobby_factory: Any, members: Any) -> None:
     server = lobby_factory(max_strikes=5000, rate=10_000, burst=5000)
-    code, (x, y) = await lobby_with(connect, server, "x", "y")
+    code, (x, y) = await members(server, "x", "y")
     before = await lobby_state(x)
-    (_, (abuser,)) = await lobby_with(connect, server, "abuser")
+    (_, (abuser,)) = await members(server, "abuser")
     frames = [frame for frame, _ in MALFORMED]
     for i in range(1000):
         await abuser.send_raw(frames[i % len(frames)])
@@ -174,10 +164,10 @@ async def test_a_thousand_malformed_messages(lobby_factory: Any, connect: Any) -
     assert health["status"] == "ok" and health["lobbies"] == 2 and health["members"] == 3
 
 
-async def test_a_thousand_malformed_messages_with_default_limits(lobby_factory: Any,
-                                                                 connect: Any) -> None:
+async def test_a_thousand_malformed_messages_with_default_limits(
+        lobby_factory: Any, connect: Any, members: Any) -> None:
     server = lobby_factory()
-    code, (x, y) = await lobby_with(connect, server, "x", "y")
+    code, (x, y) = await members(server, "x", "y")
     abuser = await connect(server, "abuser")
     errors = 0
     with pytest.raises(ConnectionClosed):
@@ -214,8 +204,8 @@ async def test_metadata_too_large(lobby_factory: Any, connect: Any) -> None:
     assert (await a.request("set_metadata", metadata=big))["code"] == "metadata_too_large"
 
 
-async def test_every_lobby_error_code_over_the_wire(lobby: Any, connect: Any) -> None:
-    code, (host, guest) = await lobby_with(connect, lobby, "h", "g")
+async def test_every_lobby_error_code_over_the_wire(lobby: Any, connect: Any, members: Any) -> None:
+    code, (host, guest) = await members(lobby, "h", "g")
     outsider = await connect(lobby, "o")
     assert (await outsider.request("join", code="ZZZZZZ"))["code"] == "lobby_not_found"
     assert (await host.request("join", code=code))["code"] == "already_in_lobby"
@@ -251,9 +241,9 @@ async def test_internal_errors_are_reported_and_survived(lobby_factory: Any, con
     assert (await client.request("ping"))["type"] == "pong"
 
 
-async def test_idle_connections_are_dropped(lobby_factory: Any, connect: Any) -> None:
+async def test_idle_connections_are_dropped(lobby_factory: Any, members: Any) -> None:
     server = lobby_factory(idle_timeout=0.5, resume_grace=0)
-    code, (talker, sleeper) = await lobby_with(connect, server, "talker", "sleeper")
+    code, (talker, sleeper) = await members(server, "talker", "sleeper")
 
     async def keep_pinging() -> dict[str, Any]:
         while True:
@@ -269,9 +259,9 @@ async def test_idle_connections_are_dropped(lobby_factory: Any, connect: Any) ->
     assert sleeper.ws.close_code == 1001
 
 
-async def test_idle_timeout_then_resume(lobby_factory: Any, connect: Any) -> None:
+async def test_idle_timeout_then_resume(lobby_factory: Any, connect: Any, members: Any) -> None:
     server = lobby_factory(idle_timeout=0.3, resume_grace=5)
-    code, (sleeper,) = await lobby_with(connect, server, "sleeper")
+    code, (sleeper,) = await members(server, "sleeper")
     await sleeper.ws.wait_closed()
     back = await connect(server, hello=False)
     welcome = await back.hello("sleeper", resume=sleeper.resume_token)

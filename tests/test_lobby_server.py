@@ -105,18 +105,6 @@ async def test_healthz_and_lobbies(lobby_factory: Any, connect: Any) -> None:
         assert len((await http.get("/lobbies")).json()["lobbies"]) == 2
 
 
-async def joined_lobby(connect: Any, server: Any, *names: str, **host_fields: Any) -> Any:
-    """Connect ``names``; the first hosts, the rest join. Drains the join events."""
-    clients = [await connect(server, name) for name in names]
-    host_fields.setdefault("game", "test")
-    info = (await clients[0].request("host", **host_fields))["lobby"]
-    for i, client in enumerate(clients[1:], start=1):
-        await client.request("join", code=info["code"], password=host_fields.get("password"))
-        for earlier in clients[:i]:
-            await earlier.expect("peer_joined")
-    return info["code"], clients
-
-
 async def test_quick_match_and_list_over_the_wire(lobby: Any, connect: Any) -> None:
     a, b, c = [await connect(lobby, n) for n in "abc"]
     game = "qm-wire"
@@ -155,8 +143,8 @@ async def test_two_simultaneous_quick_matches_meet(lobby: Any, connect: Any) -> 
     assert ra["lobby"]["code"] == rb["lobby"]["code"]
 
 
-async def test_kick_lock_unlock_set_metadata(lobby: Any, connect: Any) -> None:
-    code, (host, guest, third) = await joined_lobby(connect, lobby, "h", "g", "t")
+async def test_kick_lock_unlock_set_metadata(lobby: Any, members: Any) -> None:
+    code, (host, guest, third) = await members(lobby, "h", "g", "t")
     await host.send(type="kick", id=99, peer=guest.peer_id)
     await host.expect("peer_left", peer_id=guest.peer_id, reason="kicked")
     await host.expect("ok", id=99)
@@ -178,10 +166,9 @@ async def test_kick_lock_unlock_set_metadata(lobby: Any, connect: Any) -> None:
     assert (await guest.request("join", code=code))["type"] == "lobby"
 
 
-async def test_relay_only_within_lobby_and_from_cannot_be_spoofed(lobby: Any,
-                                                                  connect: Any) -> None:
-    _, (a, b) = await joined_lobby(connect, lobby, "a", "b")
-    _, (x, y) = await joined_lobby(connect, lobby, "x", "y")
+async def test_relay_only_within_lobby_and_from_cannot_be_spoofed(lobby: Any, members: Any) -> None:
+    _, (a, b) = await members(lobby, "a", "b")
+    _, (x, y) = await members(lobby, "x", "y")
     reply = await x.request("signal", to=a.peer_id, payload=OFFER)
     assert reply["type"] == "error" and reply["code"] == "unknown_peer"
     # A client-chosen "from" is rejected outright; nothing is relayed.
@@ -194,9 +181,9 @@ async def test_relay_only_within_lobby_and_from_cannot_be_spoofed(lobby: Any,
     await b.nothing()
 
 
-async def test_resume_after_disconnect(lobby_factory: Any, connect: Any) -> None:
+async def test_resume_after_disconnect(lobby_factory: Any, connect: Any, members: Any) -> None:
     server = lobby_factory(resume_grace=5)
-    code, (a, b) = await joined_lobby(connect, server, "a", "b")
+    code, (a, b) = await members(server, "a", "b")
     b.ws.transport.abort()
     await asyncio.sleep(0.1)
     await a.send(type="signal", to=b.peer_id, payload=OFFER)  # held until b is back
@@ -212,8 +199,9 @@ async def test_resume_after_disconnect(lobby_factory: Any, connect: Any) -> None
     assert (await a.expect("signal"))["from"] == b.peer_id
 
 
-async def test_resume_replaces_a_still_open_connection(lobby: Any, connect: Any) -> None:
-    _, (a, b) = await joined_lobby(connect, lobby, "a", "b")
+async def test_resume_replaces_a_still_open_connection(lobby: Any, connect: Any,
+                                                       members: Any) -> None:
+    _, (a, b) = await members(lobby, "a", "b")
     twin = await connect(lobby, "b", hello=False)
     welcome = await twin.hello("b", resume=b.resume_token)
     assert welcome["resumed"] and welcome["peer_id"] == b.peer_id
@@ -225,9 +213,9 @@ async def test_resume_replaces_a_still_open_connection(lobby: Any, connect: Any)
 
 
 async def test_unknown_or_expired_resume_token_starts_fresh(lobby_factory: Any,
-                                                            connect: Any) -> None:
+                                                            connect: Any, members: Any) -> None:
     server = lobby_factory(resume_grace=0.2)
-    _, (a, b) = await joined_lobby(connect, server, "a", "b")
+    _, (a, b) = await members(server, "a", "b")
     b.ws.transport.abort()
     await a.expect("peer_left", timeout=3, peer_id=b.peer_id, reason="disconnected")
     late = await connect(server, "b", hello=False)
@@ -238,16 +226,15 @@ async def test_unknown_or_expired_resume_token_starts_fresh(lobby_factory: Any,
     assert (await fresh.hello("c", resume="not-a-token"))["resumed"] is False
 
 
-async def test_clean_close_leaves_at_once(lobby: Any, connect: Any) -> None:
-    _, (a, b) = await joined_lobby(connect, lobby, "a", "b")
+async def test_clean_close_leaves_at_once(lobby: Any, members: Any) -> None:
+    _, (a, b) = await members(lobby, "a", "b")
     await b.close()
     await a.expect("peer_left", peer_id=b.peer_id, reason="left")
 
 
-async def test_host_migration_on_leave_and_lobby_closes(lobby_factory: Any,
-                                                        connect: Any) -> None:
+async def test_host_migration_on_leave_and_lobby_closes(lobby_factory: Any, members: Any) -> None:
     server = lobby_factory()
-    code, (a, b, c) = await joined_lobby(connect, server, "a", "b", "c")
+    code, (a, b, c) = await members(server, "a", "b", "c")
     await a.request("leave")
     for other in (b, c):
         await other.expect("peer_left", peer_id=a.peer_id, reason="left")
