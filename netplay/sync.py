@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -249,7 +250,7 @@ class SyncMesh:
                    ) -> None:
         """Send our state (unreliable, newest wins). Never blocks."""
         copy = wire.unpack_body(wire.pack_body(state))
-        self._soon(self._mesh.send_state, copy, to, tick)
+        self._soon(functools.partial(self._mesh.send_state, copy, to, tick=tick))
 
     def send_event(self, event: Any, to: PeerId | None = None) -> None:
         """Send an event reliably (ordered, exactly once). Never blocks."""
