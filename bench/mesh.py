@@ -30,6 +30,7 @@ HZ = 30.0
 SNAPSHOT_BYTES = 300
 DELIVERED_TARGET = 99.5
 P99_TARGET_MS = 25.0
+WARMUP_TICKS = int(HZ)
 
 
 class Pipe:
@@ -62,20 +63,28 @@ class Pipe:
 async def broadcast_and_measure(index: int, n: int, send_all: Callable[[bytes], None],
                                 received: list[tuple[int, float]], start_at: float,
                                 seconds: float) -> dict[str, Any]:
-    """Send 30 Hz snapshots from ``start_at`` for ``seconds``; return this worker's counts."""
-    ticks = int(seconds * HZ)
+    """Send 30 Hz snapshots from ``start_at``; return this worker's counts.
+
+    The first second is a warm-up (freshly opened connections still settle): snapshots with a
+    sequence number below ``WARMUP_TICKS`` are sent but not counted. ``received`` holds
+    ``(sequence, latency)`` pairs appended by the worker's receive callback.
+    """
+    ticks = WARMUP_TICKS + int(seconds * HZ)
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     cpu0 = time.process_time()
     for seq in range(ticks):
         await asyncio.sleep(max(0.0, start_at + seq / HZ - time.monotonic()))
+        if seq == WARMUP_TICKS:
+            cpu0 = time.process_time()
         body = msgpack.packb([index, seq, time.monotonic(), b""])
         send_all(msgpack.packb([index, seq, time.monotonic(),
                                 b"\0" * (SNAPSHOT_BYTES - len(body))]))
-    await asyncio.sleep(max(0.0, start_at + seconds + 1.0 - time.monotonic()))
+    window_end = start_at + ticks / HZ + 1.0
+    await asyncio.sleep(max(0.0, window_end - time.monotonic()))
     cpu = time.process_time() - cpu0
-    return {"received": len(received), "expected": ticks * (n - 1),
-            "latencies": [latency for _, latency in received], "cpu": cpu,
-            "window": seconds + 1.0}
+    counted = [latency for seq, latency in received if seq >= WARMUP_TICKS]
+    return {"received": len(counted), "expected": (ticks - WARMUP_TICKS) * (n - 1),
+            "latencies": counted, "cpu": cpu, "window": seconds + 1.0}
 
 
 async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float) -> dict[str, Any]:
@@ -90,8 +99,8 @@ async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float) -> dict[
     received: list[tuple[int, float]] = []
 
     def on_message(data: bytes) -> None:
-        sender, _, sent, _ = msgpack.unpackb(data)
-        received.append((sender, time.monotonic() - sent))
+        _, seq, sent, _ = msgpack.unpackb(data)
+        received.append((seq, time.monotonic() - sent))
 
     def make(peer: int) -> Any:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
