@@ -8,6 +8,9 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from netplay.protocol import (
     ErrorCode,
@@ -330,3 +333,168 @@ async def test_clean_leave_is_immediate(backend: MemoryBackend, peers: Any) -> N
     await backend.disconnect(b.id, "left", grace=5)
     assert a.take() == [{"type": "peer_left", "peer_id": b.id, "reason": "left"}]
     assert await backend.resume(b.token, b.deliver) is None
+
+
+# --- stateful property test: random request sequences keep every invariant ---------------------
+
+
+class _View:
+    """What one peer believes about its lobby, rebuilt only from the messages it received."""
+
+    def __init__(self) -> None:
+        self.code: str | None = None
+        self.host: str | None = None
+        self.members: set[str] = set()
+
+    def apply(self, me: str, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "lobby":
+            self.code = message["lobby"]["code"]
+            self.host = message["lobby"]["host"]
+            self.members = {m["id"] for m in message["lobby"]["members"]}
+        elif kind == "peer_joined":
+            self.members.add(message["peer"]["id"])
+        elif kind == "peer_left":
+            if message["peer_id"] == me:
+                self.code, self.host, self.members = None, None, set()
+            else:
+                self.members.discard(message["peer_id"])
+        elif kind == "host_changed":
+            self.host = message["host"]
+        elif kind == "ok" and message.get("id") == 1:  # the reply to our leave (id 1)
+            self.code, self.host, self.members = None, None, set()
+
+
+class LobbyMachine(RuleBasedStateMachine):
+    """Drives one MemoryBackend with random requests; after each step, the state is consistent
+    and every connected peer's view (from events alone) matches the real lobby."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.backend = MemoryBackend(max_lobbies=6, clock=self.clock)
+        self.loop = asyncio.new_event_loop()
+        self.views: dict[str, _View] = {}
+        self.tokens: dict[str, str] = {}
+        self.connected: set[str] = set()
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    def run(self, coro: Any) -> Any:
+        try:
+            return self.loop.run_until_complete(coro)
+        except LobbyError:
+            return None
+
+    def request(self, peer: str, make: Any) -> None:
+        """A request from ``peer``, which needs a connection to send it."""
+        if peer in self.connected:
+            self.run(make())
+
+    def deliver_to(self, peer_id: str) -> Any:
+        def deliver(frame: str) -> None:
+            parse_server(frame)
+            self.views[peer_id].apply(peer_id, json.loads(frame))
+        return deliver
+
+    peers = Bundle("peers")
+
+    @rule(target=peers, name=st.sampled_from(["ann", "bob", "cy", "dee"]))
+    def connect(self, name: str) -> str:
+        holder: dict[str, str] = {}
+        session = self.run(self.backend.connect(
+            name, lambda frame: self.deliver_to(holder["id"])(frame)))
+        holder["id"] = session.peer_id
+        self.views[session.peer_id] = _View()
+        self.tokens[session.peer_id] = session.resume_token
+        self.connected.add(session.peer_id)
+        return str(session.peer_id)
+
+    @rule(peer=peers, max_players=st.integers(2, 4), public=st.booleans(),
+          password=st.sampled_from([None, "pw"]), game=st.sampled_from(["g", "g", "h"]))
+    def host(self, peer: str, max_players: int, public: bool, password: str | None,
+             game: str) -> None:
+        request = Host(game=game, max_players=max_players, public=public, password=password)
+        self.request(peer, lambda: self.backend.host(peer, request))
+
+    @rule(peer=peers, other=peers, password=st.sampled_from([None, "pw"]))
+    def join_lobby_of(self, peer: str, other: str, password: str | None) -> None:
+        code = self.views[other].code if other in self.backend._peers else None
+        self.request(peer, lambda: self.backend.join(peer, Join(code=(code or "NOCODE").lower(),
+                                              password=password)))
+
+    @rule(peer=peers, game=st.sampled_from(["g", "g", "h"]), max_players=st.integers(3, 4))
+    def quick_match(self, peer: str, game: str, max_players: int) -> None:
+        request = QuickMatch(game=game, max_players=max_players)
+        self.request(peer, lambda: self.backend.quick_match(peer, request))
+
+    @rule(peer=peers)
+    def leave(self, peer: str) -> None:
+        self.request(peer, lambda: self.backend.leave(peer, request_id=1))
+
+    @rule(peer=peers, victim=peers)
+    def kick(self, peer: str, victim: str) -> None:
+        self.request(peer, lambda: self.backend.kick(peer, victim))
+
+    @rule(peer=peers, locked=st.booleans())
+    def lock(self, peer: str, locked: bool) -> None:
+        self.request(peer, lambda: self.backend.set_locked(peer, locked))
+
+    @rule(peer=peers, to=peers)
+    def signal(self, peer: str, to: str) -> None:
+        self.request(peer, lambda: self.backend.relay(peer, Signal(to=to, payload=OFFER)))
+
+    @rule(peer=peers, reason=st.sampled_from(["left", "disconnected", "timed_out"]),
+          grace=st.sampled_from([0.0, 5.0]))
+    def disconnect(self, peer: str, reason: Any, grace: float) -> None:
+        if peer in self.connected:
+            self.connected.discard(peer)
+            self.run(self.backend.disconnect(peer, reason, grace))
+
+    @rule(peer=peers)
+    def resume(self, peer: str) -> None:
+        if peer in self.connected:
+            return
+        self.views[peer] = _View()
+        session = self.run(self.backend.resume(self.tokens[peer], self.deliver_to(peer)))
+        if session is not None:
+            self.connected.add(peer)
+            self.tokens[peer] = session.resume_token
+            if session.lobby is not None:
+                self.views[peer].apply(peer, {"type": "lobby",
+                                              "lobby": session.lobby.model_dump(mode="json")})
+
+    @rule(seconds=st.sampled_from([1.0, 6.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.now += seconds
+        self.run(self.backend.expire())
+
+    @invariant()
+    def consistent(self) -> None:
+        backend = self.backend
+        seen: set[str] = set()
+        for code, lobby in backend._lobbies.items():
+            assert code == lobby.code and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", code)
+            assert 1 <= len(lobby.members) <= lobby.max_players
+            assert lobby.host.id in lobby.members
+            assert lobby.host.seq == min(p.seq for p in lobby.members.values())
+            assert len({p.seq for p in lobby.members.values()}) == len(lobby.members)
+            for peer_id, peer in lobby.members.items():
+                assert peer.lobby is lobby and peer_id not in seen
+                seen.add(peer_id)
+        assert len(backend._lobbies) <= 6
+        for peer_id, peer in backend._peers.items():
+            assert (peer.lobby is not None) == (peer_id in seen)
+            if peer_id in self.connected:
+                view = self.views[peer_id]
+                if peer.lobby is None:
+                    assert view.code is None
+                else:
+                    assert (view.code, view.host, view.members) == (
+                        peer.lobby.code, peer.lobby.host.id, set(peer.lobby.members))
+
+
+LobbyMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
+                                          deadline=None)
+test_lobby_state_machine = LobbyMachine.TestCase
