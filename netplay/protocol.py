@@ -71,6 +71,7 @@ __all__ = [
     "ServerMessage",
     "SignalPayload",
     "encode",
+    "hello_version_of",
     "offers_to",
     "parse_client",
     "parse_server",
@@ -479,6 +480,19 @@ def request_id_of(data: str | bytes) -> int | None:
         return None
     rid = obj.get("id") if isinstance(obj, dict) else None
     return rid if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0 else None
+
+
+def hello_version_of(data: str | bytes) -> int | None:
+    """Best-effort ``v`` of a ``hello`` frame that failed validation (another version's hello
+    may carry fields this version does not know), so the mismatch can still be named."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != "hello":
+        return None
+    v = obj.get("v")
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def encode(message: BaseModel) -> str:

@@ -48,6 +48,7 @@ from netplay.protocol import (
     Unlock,
     Welcome,
     encode,
+    hello_version_of,
     parse_client,
     request_id_of,
 )
@@ -243,6 +244,10 @@ class _Connection:
         try:
             request = parse_client(text)
         except ProtocolError as exc:
+            version = hello_version_of(text)
+            if self.peer_id is None and version is not None and version != PROTOCOL_VERSION:
+                # Another version's hello may have other fields: still name both versions.
+                self._refuse_version(version, request_id_of(text))
             self.reply_error(ErrorCode.BAD_MESSAGE, str(exc), request_id_of(text))
             return
         try:
@@ -291,22 +296,12 @@ class _Connection:
         if self.peer_id is not None:
             raise LobbyError(ErrorCode.BAD_MESSAGE, "hello was already sent on this connection")
         if hello.v != PROTOCOL_VERSION:
-            self._refuse(ErrorCode.UNSUPPORTED_VERSION,
-                         f"this lobby speaks protocol version {PROTOCOL_VERSION}, the client "
-                         f"speaks version {hello.v}; update the older side", hello.id)
-        if self.settings.auth_secret:
-            if not hello.token:
-                self._refuse(ErrorCode.NOT_AUTHENTICATED,
-                             "this lobby needs an auth token in hello", hello.id)
-            try:
-                verify_token(self.settings.auth_secret, hello.token)
-            except LobbyError as exc:
-                self._refuse(exc.code, exc.message, hello.id)
-        name = check_name(hello.name, self.settings.max_name_length)
-        session = None
-        if hello.resume:
-            session = await self.backend.resume(hello.resume, self.deliver)
+            self._refuse_version(hello.v, hello.id)
+        # A valid resume token proves an earlier, authenticated session: no auth token needed.
+        session = await self.backend.resume(hello.resume, self.deliver) if hello.resume else None
         if session is None:
+            self._authenticate(hello)
+            name = check_name(hello.name, self.settings.max_name_length)
             session = await self.backend.connect(name, self.deliver)
         old = self.shared.connections.get(session.peer_id)
         self.shared.connections[session.peer_id] = self
@@ -322,6 +317,23 @@ class _Connection:
             old.peer_id = None
             old.close_code, old.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
             old.outbox.put_nowait(_CLOSE)
+
+    def _authenticate(self, hello: Hello) -> None:
+        secret = self.settings.auth_secret
+        if not secret:
+            return
+        if not hello.token:
+            self._refuse(ErrorCode.NOT_AUTHENTICATED, "this lobby needs an auth token in hello",
+                         hello.id)
+        try:
+            verify_token(secret, hello.token)
+        except LobbyError as exc:
+            self._refuse(exc.code, exc.message, hello.id)
+
+    def _refuse_version(self, version: int, request_id: int | None) -> NoReturn:
+        self._refuse(ErrorCode.UNSUPPORTED_VERSION,
+                     f"this lobby speaks protocol version {PROTOCOL_VERSION}, the client speaks "
+                     f"version {version}; update the older side", request_id)
 
     def _refuse(self, code: ErrorCode, message: str, request_id: int | None) -> NoReturn:
         self.deliver(encode(Error(id=request_id, code=code, message=message)))

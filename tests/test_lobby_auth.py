@@ -111,3 +111,15 @@ async def test_welcome_carries_fresh_turn_credentials(lobby_factory: Any, connec
     assert before + 120 <= int(expiry) <= int(time.time()) + 120
     digest = hmac.new(b"ts", turn["username"].encode(), hashlib.sha1).digest()
     assert turn["credential"] == base64.b64encode(digest).decode()
+
+
+async def test_resume_needs_no_new_auth_token(lobby_factory: Any, connect: Any) -> None:
+    server = lobby_factory(auth_secret=SECRET, resume_grace=5)
+    client = await connect(server, "p", token=mint_token(SECRET, "p", ttl=60))
+    client.ws.transport.abort()
+    back = await connect(server, hello=False)
+    welcome = await back.hello("p", resume=client.resume_token)  # no token: the resume proves it
+    assert welcome["type"] == "welcome" and welcome["resumed"] is True
+    stranger = await connect(server, hello=False)
+    error = await stranger.hello("q", resume="guessed")  # no valid resume: a token is needed
+    assert error["code"] == "not_authenticated"

@@ -81,6 +81,16 @@ async def test_version_mismatch_names_both_versions_and_closes(lobby: Any,
     assert client.ws.close_code == 1008
 
 
+async def test_a_future_hello_with_new_fields_still_gets_unsupported_version(
+        lobby: Any, connect: Any) -> None:
+    client = await connect(lobby, hello=False)
+    await client.send(type="hello", id=3, v=PROTOCOL_VERSION + 1, name="x", features=["zstd"])
+    error = await client.expect("error", code="unsupported_version", id=3)
+    assert f"version {PROTOCOL_VERSION + 1}" in error["message"]
+    await client.ws.wait_closed()
+    assert client.ws.close_code == 1008
+
+
 @pytest.mark.parametrize("name", ["x" * 33, "   ", "tab\there", "bell\x07", "a\u202eb"])
 async def test_bad_display_names(lobby: Any, connect: Any, name: str) -> None:
     client = await connect(lobby, hello=False)

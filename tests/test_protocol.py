@@ -156,3 +156,14 @@ def test_exactly_one_side_offers(group: list[p.Member]) -> None:
         for b in group:
             if a is not b:
                 assert p.offers_to(a, b) != p.offers_to(b, a)
+
+
+@pytest.mark.parametrize(("frame", "version"), [
+    ('{"type": "hello", "v": 7, "name": "x", "new_field": 1}', 7),
+    ('{"type": "hello", "v": true}', None),
+    ('{"type": "ping", "v": 7}', None),
+    ("[]", None),
+    ("{nope", None),
+])
+def test_hello_version_of(frame: str, version: int | None) -> None:
+    assert p.hello_version_of(frame) == version
