@@ -74,6 +74,9 @@ class DataPlane:
     def _check_open(self) -> Any:
         raise NotImplementedError
 
+    def _on_alias(self, r: Remote, lobby_id: PeerId) -> None:
+        raise NotImplementedError
+
     def _channel_sender(self, index: int) -> Any:
         if index == 0:
             return lambda body, to: self.send_state(body, to)
@@ -296,9 +299,14 @@ class DataPlane:
                     raise ProtocolError("not a message frame")
                 body = wire.unpack_body(memoryview(data)[1:])
             else:
-                if data and data[0] == wire.BYE and index == 1:
-                    reason = wire.unpack_body(memoryview(data)[1:])
-                    r.inbox.put_nowait(("leave", "kicked" if reason == "kicked" else "left"))
+                if data and data[0] in (wire.BYE, wire.ALIAS) and index == 1:
+                    value = wire.unpack_body(memoryview(data)[1:])
+                    if data[0] == wire.BYE:
+                        r.inbox.put_nowait(("leave", "kicked" if value == "kicked" else "left"))
+                    elif isinstance(value, str) and 0 < len(value) <= 64:
+                        self._on_alias(r, value)
+                    else:
+                        raise ProtocolError("bad alias")
                     return
                 done, body = r.reassemblers[index].feed(data)
                 if not done:

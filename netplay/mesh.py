@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from aiortc import RTCIceServer
 
 from . import protocol as p
+from . import wire
 from .channels import Channel
 from .config import MeshConfig
 from .dataplane import DataPlane
@@ -72,6 +73,8 @@ class Mesh(DataPlane):
         self._wakeup: asyncio.Future[None] | None = None
         self._sink: Callable[[Event], None] | None = None
         self._lobby_up: asyncio.Event | None = None
+        self._identity: p.PeerId | None = None
+        self._aliases: dict[p.PeerId, p.PeerId] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -101,6 +104,7 @@ class Mesh(DataPlane):
             self._status = _State.CLOSED
             raise
         self._welcome = welcome
+        self._identity = welcome.peer_id
         self._lobby_up.set()
         self._start_dataplane()
 
@@ -138,10 +142,18 @@ class Mesh(DataPlane):
 
     @property
     def peer_id(self) -> p.PeerId:
-        """Our lobby-assigned peer id (still readable after close)."""
-        if self._lobby is None or self._lobby.peer_id is None:
+        """Our peer id: the one the lobby gave us first. It stays the same for the whole
+        session, even when a restarted lobby knows us by another (:attr:`lobby_peer_id`)."""
+        if self._identity is None:
             raise RuntimeError("the Mesh is not open yet: use 'async with Mesh(config)'")
-        return self._lobby.peer_id
+        return self._identity
+
+    @property
+    def lobby_peer_id(self) -> p.PeerId | None:
+        """The id the lobby knows us by now (equal to :attr:`peer_id` unless the lobby
+        restarted and forgot us); ``None`` while the lobby is unreachable."""
+        return self._lobby.peer_id if self._lobby is not None and self._lobby.connected \
+            else None
 
     @property
     def peers(self) -> list[p.PeerId]:
@@ -158,6 +170,10 @@ class Mesh(DataPlane):
         """True when we host the current lobby."""
         return self._info is not None and self._lobby is not None \
             and self._info.host == self._lobby.peer_id
+
+    def _key(self, lobby_id: p.PeerId) -> p.PeerId:
+        """Our name for the peer the lobby calls ``lobby_id`` (see ALIAS in netplay.wire)."""
+        return self._aliases.get(lobby_id, lobby_id)
 
     @property
     def lobby_connected(self) -> bool:
@@ -218,7 +234,8 @@ class Mesh(DataPlane):
 
     async def kick(self, peer: p.PeerId) -> None:
         """Host only: remove ``peer`` from the lobby (it sees itself kicked)."""
-        await self._check_open().request(p.Kick(peer=peer))
+        r = self._remotes.get(peer)
+        await self._check_open().request(p.Kick(peer=r.lobby_id if r is not None else peer))
 
     async def lock(self) -> None:
         """Host only: refuse new joins."""
@@ -304,7 +321,8 @@ class Mesh(DataPlane):
         old = self._info
         self._info = info
         if info is not None and old is not None and old.host != info.host:
-            self._emit(HostChanged(info.host, info.host == self._lobby_client().peer_id))
+            self._emit(HostChanged(self._key(info.host),
+                                   info.host == self._lobby_client().peer_id))
         self._emit(LobbyUpdated(info))
         self._reconcile()
 
@@ -315,7 +333,8 @@ class Mesh(DataPlane):
         if isinstance(message, p.LobbyState):
             self._set_lobby(message.lobby)
         elif isinstance(message, p.RelayedSignal):
-            r = self._remotes.get(message.from_) or self._add_remote(message.from_, "?", False)
+            key = self._key(message.from_)
+            r = self._remotes.get(key) or self._add_remote(key, "?", False)
             r.inbox.put_nowait(("signal", message.payload))
         elif isinstance(message, p.PeerJoined) and info is not None:
             members = [m for m in info.members if m.id != message.peer.id] + [message.peer]
@@ -324,7 +343,7 @@ class Mesh(DataPlane):
             if message.peer_id == self._lobby_client().peer_id:
                 asyncio.ensure_future(self._left_lobby(message.reason))
                 return
-            r = self._remotes.pop(message.peer_id, None)
+            r = self._remotes.pop(self._key(message.peer_id), None)
             if r is not None:
                 r.inbox.put_nowait(("leave", message.reason))
             members = [m for m in info.members if m.id != message.peer_id]
@@ -349,10 +368,26 @@ class Mesh(DataPlane):
                 self._set_lobby(welcome.lobby)
         elif self._info is not None:
             # The lobby forgot us (restarted, or the grace period ran out): new peer id, no
-            # lobby. Links to the old peers keep working; the game may host or join again.
-            logger.info("lobby session lost; now %s, outside any lobby", welcome.peer_id)
+            # lobby. Links to the old peers keep working; tell them our new lobby id so that
+            # when the game hosts or joins again they recognise us instead of connecting twice.
+            logger.info("lobby session lost; the lobby now knows us as %s", welcome.peer_id)
             self._info = None
             self._emit(LobbyUpdated(None))
+        if not welcome.resumed:
+            frame = wire.pack_alias(welcome.peer_id)
+            for r in self._live:
+                if r.link is not None:
+                    r.link.send(1, frame)
+
+    def _on_alias(self, r: Remote, lobby_id: p.PeerId) -> None:
+        logger.debug("peer %s is now %s at the lobby", r.id, lobby_id)
+        self._aliases[lobby_id] = r.id
+        r.lobby_id = lobby_id
+        twin = self._remotes.get(lobby_id)
+        if twin is not None and twin is not r:  # we raced: a second link to the same peer
+            self._remotes.pop(lobby_id)
+            if twin.task is not None:
+                twin.task.cancel()
 
     async def _wait_lobby_connected(self) -> None:
         assert self._lobby_up is not None
@@ -374,7 +409,7 @@ class Mesh(DataPlane):
         for member in self._info.members:
             if member.id == me.id:
                 continue
-            r = self._remotes.get(member.id)
+            r = self._remotes.get(self._key(member.id))
             if r is None:
                 self._add_remote(member.id, member.name, p.offers_to(me, member))
             elif r.name == "?":

@@ -61,6 +61,11 @@ class Remote:
     senders: dict[int, ReliableSender] = field(default_factory=dict)
     reassemblers: dict[int, wire.Reassembler] = field(default_factory=dict)
     flush_handle: asyncio.TimerHandle | None = None
+    lobby_id: PeerId = ""
+    """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
+
+    def __post_init__(self) -> None:
+        self.lobby_id = self.lobby_id or self.id
 
 
 async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
@@ -96,7 +101,7 @@ async def _drop_link(r: Remote) -> None:
 
 async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
     try:
-        await mesh._lobby_client().send(Signal(to=r.id, payload=payload))
+        await mesh._lobby_client().send(Signal(to=r.lobby_id, payload=payload))
     except SignalingError as exc:
         logger.debug("signal to %s not sent: %s", r.id, exc)
 

@@ -19,6 +19,8 @@ Each data-channel message is ``bytes``; its first byte says what follows:
 ``0x01`` MESSAGE: the msgpack encoding of one message body (any channel but "state").
 ``0x03`` BYE: sent on "events" before a peer closes on purpose; msgpack of the reason
     (``"left"`` or ``"kicked"``), so the others report it at once and with the right reason.
+``0x04`` ALIAS: sent on "events" when the lobby gave us a new peer id (it restarted and forgot
+    us); msgpack of the new id, so peers map the lobby's new id onto the link they have.
 ``0x02`` FRAGMENT: a piece of a reliable message larger than ``fragment_size``:
     a 12-byte header ``!III`` (message id, piece index, piece count) and raw bytes; the pieces
     concatenated are the msgpack encoding of the body.
@@ -40,6 +42,7 @@ from .errors import ProtocolError
 from .seq import is_seq
 
 __all__ = [
+    "ALIAS",
     "FRAGMENT",
     "MESSAGE",
     "BYE",
@@ -47,6 +50,7 @@ __all__ = [
     "Reassembler",
     "Snapshot",
     "StateDatagram",
+    "pack_alias",
     "pack_body",
     "pack_bye",
     "pack_message",
@@ -60,6 +64,7 @@ STATE = 0x00
 MESSAGE = 0x01
 FRAGMENT = 0x02
 BYE = 0x03
+ALIAS = 0x04
 
 MAX_SEQ = 2**32
 MAX_STATE_DATAGRAM = 65_536
@@ -180,6 +185,11 @@ class Reassembler:
         self._count = 0
         self._parts = []
         self._size = 0
+
+
+def pack_alias(lobby_id: str) -> bytes:
+    """An ALIAS frame."""
+    return bytes((ALIAS,)) + pack_body(lobby_id)
 
 
 def pack_bye(reason: str) -> bytes:
