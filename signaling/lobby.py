@@ -142,7 +142,8 @@ class Backend(ABC):
         """Reattach a peer by its resume token; ``None`` when unknown or expired.
 
         A peer still attached to another connection is moved to this one. The peer keeps the
-        display name it had.
+        display name it had. The caller sends ``welcome`` and then ``Session.backlog``, so an
+        implementation must not call ``deliver`` before it returns.
         """
 
     @abstractmethod
