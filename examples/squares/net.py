@@ -144,6 +144,7 @@ class NetSession:
         self.counters = Counters()
         self._names: dict[str, str] = {}
         self._raw_snapshots: dict[str, int] = {}
+        self._last_link: dict[str, LinkNumbers] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -270,16 +271,18 @@ class NetSession:
         self.mesh.send_event(dict(event), to=to)
 
     def link(self, peer_id: str) -> LinkNumbers:
-        """The net graph numbers of one peer."""
+        """The net graph numbers of one peer (the last known ones once it has left)."""
         try:
             s = self.mesh.stats(peer_id)
         except KeyError:
-            return LinkNumbers(None, None, None, None, None, None)
-        return LinkNumbers(
+            return self._last_link.get(peer_id, LinkNumbers(None, None, None, None, None, None))
+        numbers = LinkNumbers(
             rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms, loss=s.loss,
             kbps_in=s.bytes_in_per_s * 8 / 1000, kbps_out=s.bytes_out_per_s * 8 / 1000,
             interp_ms=s.interp_delay_ms,
         )
+        self._last_link[peer_id] = numbers
+        return numbers
 
     def cycle_conditioner(self) -> str:
         """Switch to the next link conditioner preset (off, good, mobile, awful)."""
