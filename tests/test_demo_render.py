@@ -69,10 +69,10 @@ def test_the_net_graph_draws_a_panel_per_peer_with_an_rtt_plot(fonts: render.Fon
                           [40, 45, 80, 42, 41]),
             render.NetRow("carol", (255, 206, 84), None, None, None, None, None, None)]
     area = render.draw_net_graph(surface, rows, fonts, (10, 10))
-    assert area.height > 2 * 50
+    assert area.height > 2 * 36
     inside = colours(surface, area)
     assert len(inside) > 5 and render.TEXT in inside
-    plot = pygame.Rect(area.left + 140, area.top + 26 + 35, 180, 16)
+    plot = pygame.Rect(area.left + 232, area.top + 24 + 19, 88, 13)
     assert any(tuple(surface.get_at((x, y)))[:3] == (93, 156, 236)
                for x in range(plot.left, plot.right) for y in range(plot.top, plot.bottom))
     outside = surface.get_at((area.right + 5, area.bottom + 5))

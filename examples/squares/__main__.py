@@ -152,6 +152,7 @@ def _window(args: argparse.Namespace, net: NetSession, lobby_url: str) -> None:
             return False
         world = screen.match.world
         return (len(world.players) >= 1 + args.bots and world.time >= SHOT_AFTER
+                and all(p.alive for p in world.players.values())
                 and len(world.pickups) >= 2 and bool(world.bullets)
                 and sum(p.score for p in world.players.values()) >= args.bots)
 

@@ -132,7 +132,7 @@ class Match:
                                    link.loss, link.kbps_in, link.kbps_out, link.interp_ms,
                                    list(self.rtt_history.get(player.id, ()))))
         return HudInfo(code=self.code, host_name=self.world.name_of(self.world.host_id),
-                       conditioner=self.net.conditioner, fps=fps,
+                       conditioner=self.net.conditioner_label, fps=fps,
                        show_net_graph=show_net_graph, net_rows=rows, help_lines=help_lines)
 
     def summary(self) -> dict[str, Any]:

@@ -284,6 +284,13 @@ class NetSession:
         self._last_link[peer_id] = numbers
         return numbers
 
+    @property
+    def conditioner_label(self) -> str:
+        """The link conditioner in use: a preset name, or the ``--lag``/``--loss`` values."""
+        if self.conditioner == "custom":
+            return f"lag {self.lag_ms:g} ms, loss {self.loss * 100:g}%"
+        return self.conditioner
+
     def cycle_conditioner(self) -> str:
         """Switch to the next link conditioner preset (off, good, mobile, awful)."""
         current = self.conditioner if self.conditioner in PRESETS else "off"

@@ -199,8 +199,9 @@ def _draw_sidebar(surface: pygame.Surface, world: World, hud: HudInfo, fonts: Fo
     if hud.host_name:
         _blit_text(surface, fonts.small, f"host: {hud.host_name}", (x, y), DIM)
         y += 18
-    net_color = {"good": GOOD, "mobile": WARN}.get(hud.conditioner, BAD)
-    _blit_text(surface, fonts.small, f"network: {hud.conditioner}", (x, y), net_color)
+    net_color = {"off": GOOD, "good": GOOD, "awful": BAD}.get(hud.conditioner, WARN)
+    label = {"off": "perfect (loopback)"}.get(hud.conditioner, hud.conditioner)
+    _blit_text(surface, fonts.small, f"network: {label}", (x, y), net_color)
     y += 30
     _blit_text(surface, fonts.normal, "SCORE", (x, y), DIM)
     y += 26
@@ -262,31 +263,31 @@ def draw_net_graph(surface: pygame.Surface, rows: Sequence[NetRow], fonts: Fonts
 
     Returns the area drawn, so tests can check it.
     """
-    row_h = 58
+    row_h = 40
     width = 340
-    height = 26 + max(1, len(rows)) * row_h
+    height = 24 + max(1, len(rows)) * row_h
     panel = pygame.Surface((width, height), pygame.SRCALPHA)
     panel.fill(PANEL)
     surface.blit(panel, pos)
-    x, y = pos[0] + 10, pos[1] + 6
+    x, y = pos[0] + 10, pos[1] + 5
     _blit_text(surface, fonts.small, "net graph (F3)", (x, y), DIM)
-    y += 20
+    y += 19
     if not rows:
         _blit_text(surface, fonts.small, "no peers connected", (x, y + 4), DIM)
     for row in rows:
         pygame.draw.rect(surface, row.color, pygame.Rect(x, y + 3, 10, 10), border_radius=2)
-        _blit_text(surface, fonts.small, row.name[:14], (x + 16, y), TEXT)
-        loss_color = GOOD if (row.loss or 0) < 0.02 else WARN if (row.loss or 0) < 0.08 else BAD
-        line1 = (f"rtt {_fmt(row.rtt_ms, ' ms')}  jit {_fmt(row.jitter_ms, ' ms', 1)}")
-        _blit_text(surface, fonts.small, line1, (x + 120, y), TEXT)
+        _blit_text(surface, fonts.small, row.name[:12], (x + 16, y), TEXT)
+        _blit_text(surface, fonts.small, f"rtt {_fmt(row.rtt_ms, ' ms', 1)}", (x + 110, y), TEXT)
+        _blit_text(surface, fonts.small, f"jit {_fmt(row.jitter_ms, ' ms', 1)}", (x + 190, y),
+                   TEXT)
         loss = "--" if row.loss is None else f"{row.loss * 100:.1f}%"
-        _blit_text(surface, fonts.small, f"loss {loss}", (x + 16, y + 17), loss_color)
-        line2 = (f"in {_fmt(row.kbps_in, '', 1)} out {_fmt(row.kbps_out, '', 1)} kbps")
-        _blit_text(surface, fonts.small, line2, (x + 90, y + 17), DIM)
-        _blit_text(surface, fonts.small, f"interp {_fmt(row.interp_ms, ' ms')}",
-                   (x + 16, y + 34), DIM)
-        _plot(surface, pygame.Rect(x + 130, y + 35, width - 150, 16), row.rtt_history,
-              row.color)
+        loss_color = GOOD if (row.loss or 0) < 0.02 else WARN if (row.loss or 0) < 0.08 else BAD
+        _blit_text(surface, fonts.small, f"loss {loss}", (x + 262, y), loss_color)
+        kbps = f"{_fmt(row.kbps_in, '', 1)}/{_fmt(row.kbps_out, '', 1)} kbps"
+        _blit_text(surface, fonts.small, kbps, (x + 16, y + 17), DIM)
+        _blit_text(surface, fonts.small, f"interp {_fmt(row.interp_ms, ' ms')}", (x + 124, y + 17),
+                   DIM)
+        _plot(surface, pygame.Rect(x + 222, y + 19, width - 242, 13), row.rtt_history, row.color)
         y += row_h
     return pygame.Rect(pos, (width, height))
 
