@@ -8,10 +8,12 @@ Every pair benchmark (latency, throughput, CPU, impaired network) is written aga
 from __future__ import annotations
 
 import asyncio
+import atexit
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, ExitStack, asynccontextmanager
+from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
@@ -105,5 +107,86 @@ async def aiortc_link(conditioner: ConditionerConfig | None = None) -> AsyncIter
         await link.close()
 
 
-FACTORIES: dict[str, LinkFactory] = {"aiortc": aiortc_link}
-"""Systems under test by name; netplay variants register here when the mesh lands."""
+def split_between_ends(config: ConditionerConfig) -> ConditionerConfig:
+    """The config that, applied on *both* ends of a direction, gives ``config`` once.
+
+    A netplay mesh applies its conditioner to each peer's outbound *and* inbound packets, so a
+    packet from A to B passes it twice (A out, B in). Halving the delay and taking
+    ``1 - sqrt(1 - p)`` of each probability makes the direction match the raw aiortc baseline,
+    which conditions each direction once.
+    """
+    def half(p: float) -> float:
+        return 1.0 - (1.0 - p) ** 0.5
+
+    return dataclasses.replace(
+        config, latency_ms=config.latency_ms / 2, jitter_ms=config.jitter_ms / 2,
+        loss=half(config.loss), duplicate=half(config.duplicate), reorder=half(config.reorder))
+
+
+class NetplayLink:
+    """Two ``netplay.Mesh`` peers in one lobby (the async facade).
+
+    Receive callbacks replace each channel's delivery queue (``Channel._deliver``), so the
+    benchmark sees a message the moment netplay hands it to the game, with nothing queued.
+    """
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a, self.b = a, b
+
+    def send_state(self, data: bytes) -> None:
+        self.a.send_state(data)
+
+    def send_event(self, data: bytes) -> None:
+        self.a.send_event(data)
+
+    def on_state(self, callback: Callable[[bytes], None]) -> None:
+        self.b.channel("state")._deliver = lambda peer, body: callback(body)
+
+    def on_event(self, callback: Callable[[bytes], None]) -> None:
+        self.b.channel("events")._deliver = lambda peer, body: callback(body)
+
+
+_lobby: ExitStack | None = None
+_lobby_url = ""
+
+
+def lobby_url() -> str:
+    """URL of a lobby process shared by this (child) process, started on first use."""
+    global _lobby, _lobby_url
+    if _lobby is None:
+        from bench.lobby import lobby_process
+
+        _lobby = ExitStack()
+        port, _ = _lobby.enter_context(lobby_process())
+        atexit.register(_lobby.close)
+        _lobby_url = f"ws://127.0.0.1:{port}/ws"
+    return _lobby_url
+
+
+@asynccontextmanager
+async def netplay_link(conditioner: ConditionerConfig | None = None) -> AsyncIterator[Link]:
+    """netplay's async facade: A hosts, B joins, both wait for each other.
+
+    ``send_rate_hz`` is raised far above any game's tick so the flat-out latency measures
+    netplay's path, not its pacing (at 30 Hz the default would give the same figures).
+    """
+    from netplay import Mesh, MeshConfig
+
+    split = split_between_ends(conditioner) if conditioner is not None else None
+    url = lobby_url()
+    async with AsyncExitStack() as stack:
+        meshes = []
+        for name in ("a", "b"):
+            config = MeshConfig(lobby_url=url, name=name, ice_host_addresses=("127.0.0.1",),
+                                conditioner=split, send_rate_hz=100_000.0)
+            meshes.append(await stack.enter_async_context(Mesh(config)))
+        a, b = meshes
+        info = await a.host(game="bench", public=False)
+        await b.join(info.code)
+        await a.wait_for_peers(1, timeout=20)
+        await b.wait_for_peers(1, timeout=20)
+        yield NetplayLink(a, b)
+
+
+FACTORIES: dict[str, LinkFactory] = {"aiortc": aiortc_link, "netplay_async": netplay_link}
+"""Systems under test by name."""

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.harness import Benchmark, Context, Row, Target, percentile, run_child, run_loop
@@ -156,7 +158,9 @@ async def _relay(pairs: list[tuple[Client, Client]], rate: int, seconds: float) 
     return sent
 
 
-def run_lobby(ctx: Context) -> dict[str, float]:
+@contextmanager
+def lobby_process() -> Iterator[tuple[int, int]]:
+    """Run the real lobby in its own process on 127.0.0.1; yield ``(port, pid)``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -167,23 +171,26 @@ def run_lobby(ctx: Context) -> dict[str, float]:
                               pass_fds=[sock.fileno()], cwd=root)
     try:
         _wait_listening(port)
-        return run_child("bench.lobby:load_child", timeout=300, port=port, server_pid=server.pid,
-                         clients=200 if ctx.quick else 2000,
-                         rates=[1000] if ctx.quick else [1000, 10_000],
-                         seconds=2.0 if ctx.quick else 4.0)
+        yield port, server.pid
     finally:
         server.terminate()
         server.wait(timeout=10)
         sock.close()
 
 
+def run_lobby(ctx: Context) -> dict[str, float]:
+    with lobby_process() as (port, pid):
+        return run_child("bench.lobby:load_child", timeout=300, port=port, server_pid=pid,
+                         clients=200 if ctx.quick else 2000,
+                         rates=[1000] if ctx.quick else [1000, 10_000],
+                         seconds=2.0 if ctx.quick else 4.0)
+
+
 def _wait_listening(port: int) -> None:
     deadline = time.monotonic() + 20
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                pass
-            # The kernel accepts on the listening socket before uvicorn runs; ask the app too.
+            # The kernel accepts on the listening socket before uvicorn runs; ask the app.
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return
         except OSError as exc:

@@ -15,6 +15,7 @@ instead of using the parent's relay.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import threading
@@ -87,7 +88,8 @@ async def broadcast_and_measure(index: int, n: int, send_all: Callable[[bytes], 
             "latencies": counted, "cpu": cpu, "window": seconds + 1.0}
 
 
-async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float) -> dict[str, Any]:
+async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float, lobby_url: str
+                        ) -> dict[str, Any]:
     """Raw aiortc peer: one RTCPeerConnection per other peer, lower index offers."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -156,18 +158,53 @@ async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float) -> dict[
             await pc.close()
 
 
-WORKERS: dict[str, Callable[[Pipe, int, int, float], Awaitable[dict[str, Any]]]] = {
+async def netplay_worker(pipe: Pipe, index: int, n: int, seconds: float, lobby_url: str
+                         ) -> dict[str, Any]:
+    """A ``netplay.Mesh`` peer (async facade, default config): peer 0 hosts, the rest join.
+
+    The parent tells the joiners the lobby code and a common start time; each reports when it
+    sees all ``n - 1`` peers connected, which gives the formation time.
+    """
+    from netplay import Mesh, MeshConfig
+
+    received: list[tuple[int, float]] = []
+
+    def on_state(peer: str, body: bytes) -> None:
+        _, seq, sent, _ = msgpack.unpackb(body)  # the same 300-byte msgpack snapshot as raw
+        received.append((seq, time.monotonic() - sent))
+
+    config = MeshConfig(lobby_url=lobby_url, name=f"p{index}", ice_host_addresses=("127.0.0.1",))
+    async with Mesh(config) as mesh:
+        mesh.channel("state")._deliver = on_state  # measure on arrival, queue nothing
+        if index == 0:
+            info = await mesh.host(game="bench", public=False, max_players=16)
+            pipe.send("code", info.code)
+        else:
+            message = await pipe.recv()
+            assert message[0] == "join", message
+            await asyncio.sleep(max(0.0, message[2] - time.monotonic()))
+            await mesh.join(message[1])
+        await mesh.wait_for_peers(n - 1, timeout=60)
+        pipe.send("ready", time.monotonic())
+        message = await pipe.recv()
+        assert message[0] == "go", message
+        return await broadcast_and_measure(index, n, mesh.send_state, received, message[1],
+                                           seconds)
+
+
+WORKERS: dict[str, Callable[[Pipe, int, int, float, str], Awaitable[dict[str, Any]]]] = {
     "aiortc": aiortc_worker,
+    "netplay": netplay_worker,
 }
-"""Mesh peers by system name; the netplay worker registers here."""
+"""Mesh peers by system name."""
 
 
 def _worker_main(kind: str, loop: str, conn: multiprocessing.connection.Connection, index: int,
-                 n: int, seconds: float) -> None:
+                 n: int, seconds: float, lobby_url: str) -> None:
     async def main() -> None:
         pipe = Pipe(conn)
         try:
-            result = await WORKERS[kind](pipe, index, n, seconds)
+            result = await WORKERS[kind](pipe, index, n, seconds, lobby_url)
         except BaseException as exc:
             pipe.send("error", f"{type(exc).__name__}: {exc}")
             raise
@@ -176,13 +213,17 @@ def _worker_main(kind: str, loop: str, conn: multiprocessing.connection.Connecti
     run_loop(loop, main)
 
 
-def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop") -> dict[str, float]:
+def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop",
+                  lobby_url: str = "") -> dict[str, float]:
     """Start ``n`` worker processes, relay their signals, and aggregate their figures."""
     ctx = multiprocessing.get_context("spawn")
     conns, procs = [], []
+    join_at = 0.0
+    ready_at: list[float] = []
     for index in range(n):
         parent_end, child_end = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(kind, loop, child_end, index, n, seconds),
+        proc = ctx.Process(target=_worker_main,
+                           args=(kind, loop, child_end, index, n, seconds, lobby_url),
                            daemon=True)
         proc.start()
         conns.append(parent_end)
@@ -194,16 +235,24 @@ def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop") -> di
         while len(results) < n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"mesh of {n}: {len(ready)} ready, {len(results)} results")
-            for conn in multiprocessing.connection.wait(conns, timeout=1.0):
+            pending = [c for i, c in enumerate(conns) if i not in results]
+            for conn in multiprocessing.connection.wait(pending, timeout=1.0):
                 index = conns.index(conn)  # type: ignore[arg-type]
                 try:
                     message = conn.recv()  # type: ignore[union-attr]
                 except EOFError:
-                    raise RuntimeError(f"mesh worker {index} died (see its stderr)") from None
+                    procs[index].join(timeout=5)
+                    raise RuntimeError(f"mesh worker {index} died (exit code "
+                                       f"{procs[index].exitcode}; see its stderr)") from None
                 if message[0] == "signal":
                     conns[message[1]].send(("signal", index, message[2]))
+                elif message[0] == "code":  # netplay: the host's lobby code; all join at once
+                    join_at = time.monotonic() + 0.3
+                    for c in conns[1:]:
+                        c.send(("join", message[1], join_at))
                 elif message[0] == "ready":
                     ready.add(index)
+                    ready_at.extend(message[1:])
                     if len(ready) == n:
                         start_at = time.monotonic() + 0.5
                         for c in conns:
@@ -221,30 +270,37 @@ def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop") -> di
     expected = sum(r["expected"] for r in results.values())
     latencies = [x for r in results.values() for x in r["latencies"]]
     window = max(r["window"] for r in results.values())
-    return {
+    figures = {
         "delivered_pct": 100.0 * received / expected,
         "p99_ms": percentile(latencies, 99) * 1000,
         "cpu_pct": 100.0 * sum(r["cpu"] for r in results.values()) / window,
     }
+    if join_at and len(ready_at) == n:
+        figures["formation_ms"] = (max(ready_at) - join_at) * 1000
+    return figures
 
 
-def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw") -> dict[str, float]:
+def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
+             lobby_url: str = "") -> dict[str, float]:
     figures: dict[str, float] = {}
     best = 0
-    sizes = (2, 4) if ctx.quick else (2, 4, 8, 12)
+    sizes = (2, 4) if ctx.quick else (2, 4, 8, 12, 16)
     for n in sizes:
-        result = run_mesh_once(kind, n, 2.0 if ctx.quick else 5.0)
+        result = run_mesh_once(kind, n, 2.0 if ctx.quick else 5.0, lobby_url=lobby_url)
         ctx.progress(f"{prefix} N={n}: {result['delivered_pct']:.2f}% delivered, "
                      f"p99 {result['p99_ms']:.1f} ms, CPU {result['cpu_pct']:.0f}%")
         for key, value in result.items():
-            figures[f"{prefix}.{n}.{key}"] = value
+            if key == "formation_ms":
+                figures[f"formation.{n}_ms"] = value
+            else:
+                figures[f"{prefix}.{n}.{key}"] = value
         if result["delivered_pct"] >= DELIVERED_TARGET and result["p99_ms"] <= P99_TARGET_MS:
             best = n
     figures[f"{prefix}.max_n_30hz"] = best
     return figures
 
 
-def _rows(prefix: str, label: str, sizes: tuple[int, ...] = (2, 4, 8, 12)) -> tuple[Row, ...]:
+def _rows(prefix: str, label: str, sizes: tuple[int, ...] = (2, 4, 8, 12, 16)) -> tuple[Row, ...]:
     rows: list[Row] = []
     for n in sizes:
         rows += [
@@ -259,6 +315,25 @@ def _rows(prefix: str, label: str, sizes: tuple[int, ...] = (2, 4, 8, 12)) -> tu
     return tuple(rows)
 
 
+def run_netplay_mesh(ctx: Context) -> dict[str, float]:
+    from bench.lobby import lobby_process
+
+    with lobby_process() as (port, _):
+        return run_mesh(ctx, "netplay", "mesh", f"ws://127.0.0.1:{port}/ws")
+
+
+def _mesh_rows() -> tuple[Row, ...]:
+    rows = list(_rows("mesh", "netplay mesh"))
+    for i, row in enumerate(rows):
+        if row.key.endswith(".p99_ms") or row.key.endswith(".cpu_pct"):
+            rows[i] = dataclasses.replace(row, baseline=row.key.replace("mesh.", "mesh_raw.", 1))
+    limits = {2: None, 4: 500.0, 8: 1000.0}
+    rows += [Row(f"netplay mesh formation N={n}", f"formation.{n}_ms", "ms",
+                 target=Target("<=", limit) if limit else None) for n, limit in limits.items()]
+    return tuple(rows)
+
+
 BENCHMARKS = [
     Benchmark("mesh_raw", run_mesh, runs=1, rows=_rows("mesh_raw", "raw aiortc mesh")),
+    Benchmark("mesh", run_netplay_mesh, runs=1, rows=_mesh_rows()),
 ]
