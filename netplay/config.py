@@ -147,10 +147,11 @@ class MeshConfig:
     max_message_size: int = 16 * 1024 * 1024
     """Largest reliable message accepted from a peer after reassembly (bytes)."""
     fragment_size: int = 16 * 1024
-    """Reliable messages are cut into pieces of this size (well under SCTP's 64 KiB)."""
+    """Largest piece of a reliable message handed to aiortc at once (under SCTP's 64 KiB);
+    pieces are smaller while the congestion window is small (see :mod:`netplay.channels`)."""
     reliable_buffer_limit: int = 32 * 1024
-    """Reliable bytes queued in aiortc per channel before netplay holds further pieces back,
-    so a big transfer does not delay state datagrams queued behind it."""
+    """Fallback pacing if aiortc's SCTP internals are unavailable: reliable bytes a channel
+    may have queued in aiortc before netplay holds further pieces back."""
     max_queued: int = 100_000
     """Received messages kept per channel (and events kept) until read; the oldest go."""
 

@@ -235,14 +235,13 @@ class DataPlane:
         targets = self._targets(to)
         if not targets:
             return False
-        frames = wire.split_message(payload, self.config.fragment_size, next(self._message_ids))
+        message_id = next(self._message_ids)
         now = time.monotonic()
         for r in targets:
             sender = r.senders.get(index)
             if sender is not None:
-                sender.send(frames)
-                for frame in frames:
-                    r.state.stats.on_send(now, len(frame))
+                sender.send(payload, message_id)
+                r.state.stats.on_send(now, len(payload))
         return True
 
     def _send_unreliable(self, index: int, body: Any, to: PeerId | None) -> bool:

@@ -76,6 +76,7 @@ class PeerLink:
 
             self.conditioner = attach(self.pc, conditioner, conditioner)
         self.channels: list[RTCDataChannel] = []
+        self._ack_listeners: list[Callable[[], None]] = []
         self._open_count = 0
         for index, channel in enumerate(config.channels):
             dc = self.pc.createDataChannel(
@@ -182,11 +183,46 @@ class PeerLink:
         """Bytes queued in aiortc for this channel and not yet handed to SCTP."""
         return int(self.channels[index].bufferedAmount)
 
-    def on_buffered_low(self, index: int, threshold: int, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever the channel's buffer drains to ``threshold`` or below."""
+    def on_acked(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every SCTP SACK is processed (room opened in the window).
+
+        aiortc has no public event for this: we wrap the SCTP transport's private
+        ``_receive_sack_chunk`` on this instance only (aiortc is pinned). Without it, callers
+        fall back to polling.
+        """
+        self._ack_listeners.append(callback)
+        sctp = self.pc.sctp
+        original = getattr(sctp, "_receive_sack_chunk", None)
+        if original is None or getattr(original, "_netplay", False):
+            return
+        listeners = self._ack_listeners
+
+        async def receive_sack(chunk: Any) -> None:
+            await original(chunk)
+            for listener in listeners:
+                listener()
+
+        receive_sack._netplay = True  # type: ignore[attr-defined]
+        sctp._receive_sack_chunk = receive_sack  # type: ignore[union-attr]
+
+    def reliable_room(self, index: int) -> int:
+        """Bytes that may be handed to aiortc now without queueing behind the congestion
+        window: 0 while SCTP still has anything queued, else the free part of its window.
+
+        Reads private ``RTCSctpTransport`` fields (``_data_channel_queue``, ``_outbound_queue``,
+        ``_cwnd``, ``_flight_size``; aiortc is pinned); without them, falls back to allowing
+        ``reliable_buffer_limit`` bytes in the channel's ``bufferedAmount``.
+        """
         dc = self.channels[index]
-        dc.bufferedAmountLowThreshold = threshold
-        dc.on("bufferedamountlow", callback)
+        if dc.readyState != "open":
+            return 0
+        sctp = self.pc.sctp
+        try:
+            if sctp._data_channel_queue or sctp._outbound_queue:  # type: ignore[union-attr]
+                return 0
+            return int(sctp._cwnd - sctp._flight_size)  # type: ignore[union-attr]
+        except AttributeError:
+            return self.config.reliable_buffer_limit - int(dc.bufferedAmount)
 
     def flushed(self) -> bool:
         """True when nothing sent is still queued or unacknowledged in SCTP."""

@@ -84,13 +84,15 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
     r.link = link
     r.reassemblers = {i: wire.Reassembler(mesh.config.max_message_size)
                       for i, c in enumerate(mesh.config.channels) if c.is_reliable}
-    r.senders = {i: ReliableSender(link, i, mesh.config.reliable_buffer_limit)
+    r.senders = {i: ReliableSender(link, i, mesh.config.fragment_size)
                  for i, c in enumerate(mesh.config.channels) if c.is_reliable}
     return link
 
 
 async def _drop_link(r: Remote) -> None:
     link, r.link = r.link, None
+    for sender in r.senders.values():
+        sender.close()
     r.senders = {}
     if r.flush_handle is not None:
         r.flush_handle.cancel()

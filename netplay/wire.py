@@ -21,9 +21,9 @@ Each data-channel message is ``bytes``; its first byte says what follows:
     (``"left"`` or ``"kicked"``), so the others report it at once and with the right reason.
 ``0x04`` ALIAS: sent on "events" when the lobby gave us a new peer id (it restarted and forgot
     us); msgpack of the new id, so peers map the lobby's new id onto the link they have.
-``0x02`` FRAGMENT: a piece of a reliable message larger than ``fragment_size``:
-    a 12-byte header ``!III`` (message id, piece index, piece count) and raw bytes; the pieces
-    concatenated are the msgpack encoding of the body.
+``0x02`` FRAGMENT: a piece of a reliable message too big to hand to aiortc at once: a 12-byte
+    header ``!III`` (message id, total length, offset of this piece) and raw bytes; the pieces
+    (in order, any sizes) concatenated are the msgpack encoding of the body.
 
 Unpacking checks sizes before decoding and decodes with msgpack's length limits (derived from
 the packet size, so a hostile packet cannot allocate more than it sent) and raises
@@ -50,6 +50,7 @@ __all__ = [
     "Reassembler",
     "Snapshot",
     "StateDatagram",
+    "fragment",
     "pack_alias",
     "pack_body",
     "pack_bye",
@@ -117,19 +118,21 @@ def pack_message(body: Any) -> bytes:
     return bytes((MESSAGE,)) + pack_body(body)
 
 
+def fragment(payload: bytes | memoryview, message_id: int, offset: int, size: int) -> bytes:
+    """The FRAGMENT frame carrying ``payload[offset:offset + size]`` of one message."""
+    return (bytes((FRAGMENT,)) + _HEADER.pack(message_id % MAX_SEQ, len(payload), offset)
+            + payload[offset:offset + size])
+
+
 def split_message(payload: bytes, fragment_size: int, message_id: int) -> list[bytes]:
     """Frames for an encoded body (:func:`pack_body`) on a reliable channel: one MESSAGE frame,
-    or FRAGMENT frames of ``fragment_size`` payload bytes each."""
+    or FRAGMENT frames of ``fragment_size`` payload bytes each. (Senders may also cut pieces
+    of varying size with :func:`fragment`, as the paced sender does.)"""
     if len(payload) <= fragment_size:
         return [bytes((MESSAGE,)) + payload]
-    count = -(-len(payload) // fragment_size)
     view = memoryview(payload)
-    prefix = bytes((FRAGMENT,))
-    return [
-        prefix + _HEADER.pack(message_id % MAX_SEQ, index, count)
-        + view[index * fragment_size:(index + 1) * fragment_size]
-        for index in range(count)
-    ]
+    return [fragment(view, message_id, offset, fragment_size)
+            for offset in range(0, len(payload), fragment_size)]
 
 
 class Reassembler:
@@ -138,7 +141,7 @@ class Reassembler:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._id: int | None = None
-        self._count = 0
+        self._total = 0
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -162,19 +165,21 @@ class Reassembler:
         if len(frame) <= 1 + _HEADER.size:
             self._reset()
             raise ProtocolError("truncated fragment")
-        message_id, index, count = _HEADER.unpack_from(frame, 1)
-        expected_id = message_id if self._id is None else self._id
-        if message_id != expected_id or index != len(self._parts) or count < 2 or index >= count \
-                or (self._id is not None and count != self._count):
+        message_id, total, offset = _HEADER.unpack_from(frame, 1)
+        if total > self.max_size:
             self._reset()
-            raise ProtocolError(f"fragment {index}/{count} of message {message_id} out of place")
-        self._size += len(frame) - 1 - _HEADER.size
-        if self._size > self.max_size:
+            raise ProtocolError(f"fragmented message of {total} bytes is over the "
+                                f"{self.max_size}-byte limit")
+        piece = frame[1 + _HEADER.size:]
+        expected = (message_id, total, 0) if self._id is None else (self._id, self._total,
+                                                                      self._size)
+        if (message_id, total, offset) != expected or offset + len(piece) > total:
             self._reset()
-            raise ProtocolError(f"fragmented message over the {self.max_size}-byte limit")
-        self._id, self._count = message_id, count
-        self._parts.append(frame[1 + _HEADER.size:])
-        if len(self._parts) < count:
+            raise ProtocolError(f"fragment at {offset} of message {message_id} out of place")
+        self._id, self._total = message_id, total
+        self._parts.append(piece)
+        self._size += len(piece)
+        if self._size < total:
             return False, None
         payload = b"".join(self._parts)
         self._reset()
@@ -182,7 +187,7 @@ class Reassembler:
 
     def _reset(self) -> None:
         self._id = None
-        self._count = 0
+        self._total = 0
         self._parts = []
         self._size = 0
 

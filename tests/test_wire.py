@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -40,8 +42,19 @@ def test_big_message_is_fragmented_and_reassembled() -> None:
     assert wire.split_message(wire.pack_body("small"), 16_384, 1) == [b"\x01\xa5small"]
 
 
+def test_pieces_of_any_size_reassemble() -> None:
+    payload = wire.pack_body({"blob": b"q" * 5000})
+    offsets = [0, 1, 1100, 1101, 4000, len(payload)]
+    r = wire.Reassembler(max_size=10_000)
+    results = [r.feed(wire.fragment(payload, 9, start, end - start))
+               for start, end in zip(offsets, offsets[1:])]
+    assert results[-1] == (True, {"blob": b"q" * 5000})
+    assert all(done is False for done, _ in results[:-1])
+
+
 def test_reassembler_rejects_misplaced_and_oversized_fragments() -> None:
-    frames = wire.split_message(wire.pack_body(b"x" * 100), 30, message_id=1)
+    payload = wire.pack_body(b"x" * 100)
+    frames = wire.split_message(payload, 30, message_id=1)
     r = wire.Reassembler(max_size=1000)
     with pytest.raises(ProtocolError, match="out of place"):
         r.feed(frames[1])                       # starts in the middle
@@ -53,13 +66,14 @@ def test_reassembler_rejects_misplaced_and_oversized_fragments() -> None:
     with pytest.raises(ProtocolError, match="out of place"):
         r.feed(other[1])                        # another message's fragment
     r.feed(frames[0])
+    with pytest.raises(ProtocolError, match="out of place"):
+        r.feed(b"\x02" + struct.pack("!III", 1, len(payload), 30) + b"x" * 100)  # past the end
+    r.feed(frames[0])
     with pytest.raises(ProtocolError, match="inside a fragmented"):
         r.feed(wire.pack_message("whole"))
     small = wire.Reassembler(max_size=50)
-    small.feed(frames[0])
     with pytest.raises(ProtocolError, match="over the 50-byte limit"):
-        for frame in frames[1:]:
-            small.feed(frame)
+        small.feed(frames[0])                   # refused before anything is buffered
     with pytest.raises(ProtocolError, match="over the limit"):
         small.feed(wire.pack_message(b"z" * 100))
     for bad, match in ((b"", "empty"), (b"\x09", "unknown frame kind"),
