@@ -169,3 +169,33 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         assert final["events_received"][other_id] > 0
         assert set(final["stats"]) == set(final["peers_seen"])
         assert final["stats"][other_id]["rtt_ms"] is not None
+
+
+def test_lag_and_loss_flags_condition_all_of_a_players_links(lobby: Any,
+                                                            demos: list[Demo]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    laggy = Demo(lobby.url, "laggy", "--host", "--start-at", "2", "--lag", "40",
+                 "--loss", "20%", "--seed", "5")
+    demos.append(laggy)
+    hello = laggy.next_line(deadline)
+    plain = Demo(lobby.url, "plain", "--join", hello["lobby"], "--seed", "6")
+    demos.append(plain)
+    plain_id = plain.next_line(deadline)["peer_id"]
+    laggy_id = hello["peer_id"]
+
+    def measured(peer: str) -> Callable[[dict[str, Any]], bool]:
+        def check(status: dict[str, Any]) -> bool:
+            stats = status["stats"].get(peer, {})
+            return stats.get("rtt_ms") is not None and status["snapshots_received"].get(
+                peer, 0) >= 50
+        return check
+
+    # The delay is added both ways on the laggy player's links: both ends measure RTT >= 2 x 40
+    # ms (checked with margin); the laggy player sees the loss on what it receives.
+    laggy_view = laggy.wait_status(measured(plain_id), deadline)
+    plain_view = plain.wait_status(measured(laggy_id), deadline)
+    assert laggy_view["stats"][plain_id]["rtt_ms"] >= 60
+    assert plain_view["stats"][laggy_id]["rtt_ms"] >= 60
+    assert laggy_view["stats"][plain_id]["loss"] > 0
+    final = laggy.finish()
+    assert final["stats"][plain_id]["loss"] > 0
