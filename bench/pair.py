@@ -19,6 +19,7 @@ from bench.harness import (
     Row,
     Target,
     percentile,
+    run_child,
     run_child_per_loop,
     run_loop,
     summarize_ms,
@@ -120,6 +121,50 @@ def pair_child(sut: str, loop: str, quick: bool) -> dict[str, float]:
     return result
 
 
+def sync_child(quick: bool) -> dict[str, float]:
+    """netplay's game-loop facade (``SyncMesh``, its own loop thread on uvloop if installed).
+
+    The game thread sends and polls ``channel("state").receive()`` every 0.1 ms (sleeping in
+    between, as a game's frame loop would, so the loop thread gets the GIL); latency is send call
+    to the message being returned by ``receive()``. Flat-out and at 30 Hz.
+    """
+    from bench.link import lobby_url
+    from netplay import MeshConfig, SyncMesh
+
+    url = lobby_url()
+    a = SyncMesh(MeshConfig(lobby_url=url, name="a", ice_host_addresses=("127.0.0.1",),
+                            send_rate_hz=100_000.0))
+    b = SyncMesh(MeshConfig(lobby_url=url, name="b", ice_host_addresses=("127.0.0.1",)))
+    with a, b:
+        info = a.host("bench", public=False).result(20)
+        b.join(info.code).result(20)
+        a.wait_for_peers(1, 20).result(25)
+        b.wait_for_peers(1, 20).result(25)
+        state = b.channel("state")
+
+        def run(count: int, period: float | None) -> list[float]:
+            samples: list[float] = []
+            start = time.perf_counter()
+            for i in range(count):
+                if period is not None:
+                    time.sleep(max(0.0, start + i * period - time.perf_counter()))
+                a.send_state(stamped())
+                deadline = time.perf_counter() + 1.0
+                while time.perf_counter() < deadline:
+                    got = state.receive()
+                    if got:
+                        samples += [age(body) for _, body in got]
+                        break
+                    time.sleep(0.0001)
+            return samples
+
+        run(200, None)  # warm-up
+        figures = summarize_ms("latency.netplay_sync", run(1000 if quick else 4000, None))
+        figures.update(summarize_ms("latency.netplay_sync_30hz",
+                                    run(60 if quick else 150, 1 / 30)))
+    return figures
+
+
 def setup_child(loop: str, count: int) -> dict[str, float]:
     """Raw aiortc pair setup: createOffer to both channels open, first and median of the rest."""
 
@@ -168,6 +213,10 @@ def run_pair(ctx: Context) -> dict[str, float]:
     return figures
 
 
+def run_sync(ctx: Context) -> dict[str, float]:
+    return run_child("bench.pair:sync_child", quick=ctx.quick)
+
+
 def run_setup(ctx: Context) -> dict[str, float]:
     return run_child_per_loop("bench.pair:setup_child", count=5 if ctx.quick else 15)
 
@@ -213,10 +262,22 @@ BENCHMARKS = [
             "latency.udp_uvloop_p99_ms"),
         Row("raw aiortc one-way p50 at 30 Hz, asyncio", "latency.aiortc_asyncio_30hz_p50_ms", "ms"),
         Row("raw aiortc one-way p50 at 30 Hz, uvloop", "latency.aiortc_uvloop_30hz_p50_ms", "ms"),
+        Row("netplay one-way p50 at 30 Hz, uvloop", "latency.netplay_async_uvloop_30hz_p50_ms",
+            "ms", "latency.aiortc_uvloop_30hz_p50_ms"),
+        Row("netplay one-way p99 at 30 Hz, uvloop", "latency.netplay_async_uvloop_30hz_p99_ms",
+            "ms", "latency.aiortc_uvloop_30hz_p99_ms"),
         Row("raw aiortc CPU per 10k msgs, asyncio", "cpu.aiortc_asyncio_s_per_10k", "s"),
         Row("raw aiortc CPU per 10k msgs, uvloop", "cpu.aiortc_uvloop_s_per_10k", "s",
             "cpu.aiortc_asyncio_s_per_10k"),
         *_netplay_rows(),
+    )),
+    Benchmark("sync_facade", run_sync, rows=(
+        Row("netplay game-loop facade one-way p50", "latency.netplay_sync_p50_ms", "ms",
+            "latency.aiortc_uvloop_p50_ms"),
+        Row("netplay game-loop facade one-way p99", "latency.netplay_sync_p99_ms", "ms",
+            "latency.aiortc_uvloop_p99_ms"),
+        Row("netplay game-loop facade p50 at 30 Hz", "latency.netplay_sync_30hz_p50_ms", "ms",
+            "latency.aiortc_uvloop_30hz_p50_ms"),
     )),
     Benchmark("setup", run_setup, rows=(
         Row("raw aiortc pair setup, asyncio", "setup.aiortc_asyncio_ms", "ms"),
