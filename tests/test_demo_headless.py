@@ -94,7 +94,13 @@ class Demo:
         self.proc.wait(timeout=10)
 
     def close(self) -> None:
-        """Make sure the process is gone and its pipes are closed."""
+        """Make sure the process is gone (a clean leave if it still runs); close its pipes."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
         for reader in self.readers:
             reader.join(timeout=10)
@@ -199,3 +205,19 @@ def test_lag_and_loss_flags_condition_all_of_a_players_links(lobby: Any,
     assert laggy_view["stats"][plain_id]["loss"] > 0
     final = laggy.finish()
     assert final["stats"][plain_id]["loss"] > 0
+
+
+def test_quick_match_puts_two_players_in_one_lobby(lobby_factory: Any,
+                                                   demos: list[Demo]) -> None:
+    lobby = lobby_factory()  # its own lobby server: no leftover public lobby to match into
+    deadline = time.monotonic() + DEADLINE
+    first = Demo(lobby.url, "first", "--quick", "--seed", "7")
+    demos.append(first)
+    created = first.next_line(deadline)
+    assert created["host"] == created["peer_id"]  # nobody to match with: it made a lobby
+    second = Demo(lobby.url, "second", "--quick", "--seed", "8")
+    demos.append(second)
+    matched = second.next_line(deadline)
+    assert matched["lobby"] == created["lobby"] and matched["host"] == created["peer_id"]
+    first.wait_status(hears_from([matched["peer_id"]]), deadline)
+    second.wait_status(hears_from([created["peer_id"]]), deadline)

@@ -88,6 +88,7 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     drive = Driver(surface, alice=menu_a)
     drive.until(lambda: isinstance(drive["alice"], lobby_screen.WaitingRoom), "alice hosts")
     lobby = alice.lobby
+    alice_id = alice.peer_id
     assert lobby is not None and lobby.public and not lobby.started
     assert entered == [lobby.code]
 
@@ -147,5 +148,16 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
                 "the preset change is shown")
     hud = play_a.match.hud(ctx_a.show_net_graph, 60.0)
     assert sorted(row.name for row in hud.net_rows) == ["bob", "carol"]
+
+    # Esc leaves the match for the main menu; the others see alice leave.
     press(play_a, pygame.K_ESCAPE)
-    assert play_a.update(1 / 60) is None
+    drive.until(lambda: isinstance(drive["alice"], lobby_screen.MainMenu), "alice leaves")
+    assert alice.lobby is None
+    play_b = drive["bob"]
+    assert isinstance(play_b, PlayScreen)
+    drive.until(lambda: any("alice left" in m for _, m in play_b.match.world.messages)
+                and "alice" not in [p.name for p in play_b.match.world.players.values()],
+                "bob sees alice leave")
+    drive.until(lambda: play_b.match.world.host_id != alice_id, "the host moves on")
+    press(drive["alice"], pygame.K_ESCAPE)
+    assert drive["alice"].update(1 / 60) is None

@@ -18,7 +18,15 @@ from .game import PALETTE
 from .net import LobbyChanged, LobbyRow
 from .screens import Context, PlayScreen, Screen
 
-__all__ = ["Browse", "JoinCode", "MainMenu", "Pending", "WaitingRoom", "enter_lobby"]
+__all__ = [
+    "Browse",
+    "JoinCode",
+    "MainMenu",
+    "Pending",
+    "WaitingRoom",
+    "enter_lobby",
+    "leave_lobby",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,12 @@ def enter_lobby(ctx: Context) -> Screen:
     if lobby.started:
         return PlayScreen(ctx)
     return WaitingRoom(ctx)
+
+
+def leave_lobby(ctx: Context) -> Screen:
+    """Leave the lobby (without waiting on the network) and go back to the main menu."""
+    return Pending(ctx, "leaving the lobby", ctx.net.leave(),
+                   then=lambda ctx: MainMenu(ctx, "you left the lobby"))
 
 
 class MainMenu(Screen):
@@ -228,7 +242,7 @@ class WaitingRoom(Screen):
     def update(self, dt: float) -> Screen | None:
         net = self.ctx.net
         if self.leave:
-            return None
+            return leave_lobby(self.ctx)
         lobby = net.lobby
         for ev in net.poll():
             if isinstance(ev, LobbyChanged):

@@ -118,12 +118,16 @@ def _lobby_view(info: Any) -> LobbyView:
     )
 
 
-def conditioner_for(preset: str, lag_ms: float = 0.0, loss: float = 0.0) -> Any:
-    """A netplay conditioner from a preset name, or from ``--lag``/``--loss`` for "custom"."""
+def conditioner_for(preset: str, lag_ms: float = 0.0, loss: float = 0.0
+                    ) -> ConditionerConfig | None:
+    """A netplay conditioner from a preset name, or from ``--lag``/``--loss`` for "custom".
+
+    "off" gives None: a perfect link (at start-up, netplay then reads ``NETPLAY_CONDITIONER``).
+    """
     if preset == "custom":
         return ConditionerConfig(latency_ms=lag_ms, loss=loss)
     if preset == "off":
-        return ConditionerConfig()
+        return None
     return ConditionerConfig.preset(preset)
 
 
@@ -134,6 +138,8 @@ class NetSession:
                  lag_ms: float = 0.0, loss: float = 0.0,
                  ice_host_addresses: tuple[str, ...] | None = ("127.0.0.1",)) -> None:
         self.conditioner = "custom" if (lag_ms or loss) else conditioner
+        if self.conditioner == "off" and ConditionerConfig.from_env() is not None:
+            self.conditioner = "env"
         self.lag_ms = lag_ms
         self.loss = loss
         config = netplay.MeshConfig(
@@ -189,6 +195,11 @@ class NetSession:
 
         self.mesh.list_lobbies(game=GAME).add_done_callback(convert)
         return done
+
+    def leave(self) -> Future[Any]:
+        """Leave the lobby and every peer (the session stays open for another lobby)."""
+        self._raw_snapshots.clear()
+        return self.mesh.leave()
 
     def start_match(self) -> None:
         """Host only: mark the lobby started, so every member enters the match."""
@@ -289,6 +300,8 @@ class NetSession:
         """The link conditioner in use: a preset name, or the ``--lag``/``--loss`` values."""
         if self.conditioner == "custom":
             return f"lag {self.lag_ms:g} ms, loss {self.loss * 100:g}%"
+        if self.conditioner == "env":
+            return "from NETPLAY_CONDITIONER"
         return self.conditioner
 
     def cycle_conditioner(self) -> str:

@@ -192,6 +192,9 @@ def _draw_sidebar(surface: pygame.Surface, world: World, hud: HudInfo, fonts: Fo
     x = SIDEBAR_X
     y = ARENA_POS[1]
     _blit_text(surface, fonts.large, "SQUARES", (x, y), ACCENT)
+    if hud.fps:
+        _blit_text(surface, fonts.small, f"{hud.fps:.0f} fps", (x + 212, y + 8), DIM,
+                   anchor="topright")
     y += 40
     if hud.code:
         _blit_text(surface, fonts.normal, f"lobby {hud.code}", (x, y), TEXT)

@@ -69,12 +69,13 @@ class Screen:
 
 
 class PlayScreen(Screen):
-    """The match: keyboard controls, F3 net graph, F4 link conditioner presets, Esc leaves."""
+    """The match: keyboard controls, F3 net graph, F4 link conditioner presets, Esc leaves
+    (back to the main menu, where Esc quits)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.match = Match(ctx.net, seed=ctx.seed)
-        self.quit = False
+        self.leave = False
         self.fps = 0.0
 
     def handle(self, event: pygame.event.Event) -> None:
@@ -86,17 +87,21 @@ class PlayScreen(Screen):
             preset = self.ctx.net.cycle_conditioner()
             self.match.world.say(f"network preset: {preset}")
         elif event.key == pygame.K_ESCAPE:
-            self.quit = True
+            self.leave = True
 
     def update(self, dt: float) -> Screen | None:
-        if self.quit:
-            return None
+        if self.leave:
+            # Imported here: the lobby screens lead into this one, so they import this module.
+            from .lobby_screen import leave_lobby
+
+            return leave_lobby(self.ctx)
         if self.ctx.autopilot is not None:
             bits = self.ctx.autopilot.controls(self.match.world, dt)
         else:
             bits = controls.from_keys(pygame.key.get_pressed())
         self.match.frame(bits, dt)
-        self.fps = 1 / dt if dt > 0 else 0.0
+        if dt > 0:
+            self.fps += (1 / dt - self.fps) * 0.05  # smoothed for display
         return self
 
     def draw(self, surface: pygame.Surface) -> None:
