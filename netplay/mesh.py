@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from aiortc import RTCIceServer
 
+from . import _ice, wire
 from . import protocol as p
-from . import wire
 from .channels import Channel
 from .config import MeshConfig
 from .dataplane import DataPlane
@@ -64,6 +64,8 @@ class Mesh(DataPlane):
     def __init__(self, config: MeshConfig) -> None:
         if not isinstance(config, MeshConfig):
             raise TypeError(f"Mesh needs a MeshConfig, got {type(config).__name__}")
+        if config.ice_host_addresses is not None:
+            _ice.resolve_host_addresses(config.ice_host_addresses)  # ValueError now, not later
         super().__init__(config)
         self._status = _State.UNOPENED
         self._lobby: LobbyClient | None = None

@@ -149,6 +149,12 @@ async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
     return False
 
 
+def _give_up(mesh: Mesh, r: Remote) -> None:
+    if not r.ever_reported:
+        r.ever_reported = True
+        mesh._peer_lost(r, PeerLeft(r.id, "connection_failed"))
+
+
 async def supervise(mesh: Mesh, r: Remote) -> None:
     """Keep a link to ``r`` up until it leaves, we give up, or the task is cancelled."""
     config = mesh.config
@@ -204,9 +210,11 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
                 await _offer(mesh, r, attempt)
             deadline = time.monotonic() + config.connect_timeout
         logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.name, failures)
-        if not r.ever_reported:
-            r.ever_reported = True
-            mesh._peer_lost(r, PeerLeft(r.id, "connection_failed"))
+        _give_up(mesh, r)
+    except Exception:
+        logger.exception("link to %s failed unexpectedly", r.id)
+        _lost(mesh, r, "connection_failed")
+        _give_up(mesh, r)
     finally:
         r.done = True
         with contextlib.suppress(Exception):

@@ -244,3 +244,20 @@ async def test_unreachable_lobby_raises_lobby_unavailable(lobby_factory: Any) ->
     with pytest.raises(netplay.LobbyUnavailable, match="cannot reach the lobby"):
         async with Mesh(url_config):
             pass
+
+
+async def test_state_sends_coalesce_newest_wins_and_big_states_warn_once(
+        lobby: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async with full_mesh(lobby, 2, send_rate_hz=20.0) as (a, b):
+        for i in range(200):  # a game loop far faster than the send rate
+            a.send_state({"i": i})
+        await eventually(lambda: b.states().get(a.peer_id) == {"i": 199})
+        received = [body["i"] for _, body in b.channel("state").receive()]
+        assert received[-1] == 199 and len(received) <= 3  # only the newest pending goes out
+        assert received == sorted(received)
+        with caplog.at_level(logging.WARNING, logger="netplay"):
+            for i in range(3):
+                a.send_state({"blob": bytes([i]) * 2000, "i": i})
+                await eventually(lambda i=i: b.states().get(a.peer_id, {}).get("i") == i)
+        big = [r for r in caplog.records if "state datagram" in r.getMessage()]
+        assert len(big) == 1 and "budget 1100" in big[0].getMessage()
