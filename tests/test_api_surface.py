@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +91,21 @@ def test_bad_channel_and_ice_server_configs() -> None:
         netplay.ChannelConfig("x", max_retransmits=-1)
     with pytest.raises(ValueError, match="stun:/turn:"):
         netplay.IceServer(("http://stun.example",))
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("index,expected", [
+    (0, ["lobby code:", "True events {'type': 'chat', 'text': 'hi'}", "{'x': 10, 'y': 20}",
+         "bob left: left"]),
+    (1, ["joined: dave", "dave got {'type': 'welcome'}", "dave is drawn at"]),
+])
+def test_docs_examples_run(lobby: Any, index: int, expected: list[str]) -> None:
+    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)[index]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "NETPLAY_LOBBY": lobby.url})
+    assert result.returncode == 0, result.stderr
+    for line in expected:
+        assert line in result.stdout, result.stdout
