@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-from .app import BotProcesses, run_headless, run_window  # noqa: E402
+from .app import BotProcesses, lobby_request, run_headless, run_window  # noqa: E402
 from .bots import Bot  # noqa: E402
 from .embedded import EmbeddedLobby  # noqa: E402
 from .net import PRESETS, NetError, NetSession  # noqa: E402
@@ -135,15 +135,8 @@ def _window(args: argparse.Namespace, net: NetSession, lobby_url: str) -> None:
         )
 
     def first_screen(ctx: Context) -> Any:
-        if args.host:
-            return lobby_screen.Pending(ctx, "hosting a lobby",
-                                        net.host(public=not args.private,
-                                                 max_players=args.max_players))
-        if args.join:
-            return lobby_screen.Pending(ctx, f"joining {args.join}", net.join(args.join))
-        if args.quick:
-            return lobby_screen.Pending(ctx, "looking for a match",
-                                        net.quick_match(max_players=args.max_players))
+        if args.host or args.join or args.quick:
+            return lobby_screen.Pending(ctx, *lobby_request(net, args))
         return lobby_screen.MainMenu(ctx)
 
     def shot_ready(screen: Any) -> bool:
@@ -171,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.headless:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     embedded = None
     if args.lobby is None:
         embedded = EmbeddedLobby().start()

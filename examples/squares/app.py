@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +24,7 @@ from .bots import Bot
 from .match import Match
 from .net import NetSession
 
-__all__ = ["BotProcesses", "run_headless", "run_window"]
+__all__ = ["BotProcesses", "lobby_request", "run_headless", "run_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +113,13 @@ def _wait(predicate: Callable[[], bool], timeout: float, stopper: Stopper, what:
         time.sleep(1 / HEADLESS_FPS)
 
 
-def _lobby_request(net: NetSession, args: argparse.Namespace) -> Any:
+def lobby_request(net: NetSession, args: argparse.Namespace) -> tuple[str, Future[Any]]:
+    """Start what ``--join``/``--quick``/``--host`` asks for: (what it is, its future)."""
     if args.join:
-        return net.join(args.join)
+        return f"joining {args.join}", net.join(args.join)
     if args.quick:
-        return net.quick_match(max_players=args.max_players)
-    return net.host(public=not args.private, max_players=args.max_players)
+        return "looking for a match", net.quick_match(max_players=args.max_players)
+    return "hosting a lobby", net.host(public=not args.private, max_players=args.max_players)
 
 
 def run_headless(net: NetSession, args: argparse.Namespace,
@@ -128,7 +131,7 @@ def run_headless(net: NetSession, args: argparse.Namespace,
     """
     stopper = Stopper(args.parent_pid)
     stopper.install()
-    request = _lobby_request(net, args)
+    _, request = lobby_request(net, args)
     _wait(request.done, REQUEST_TIMEOUT, stopper, "waiting for the lobby")
     request.result()
     lobby = net.lobby
@@ -152,9 +155,7 @@ def run_headless(net: NetSession, args: argparse.Namespace,
         if net.lobby is not None and not net.lobby.started:
             net.start_match()
     match = Match(net, seed=args.seed)
-    bot = Bot()
-    if args.seed is not None:
-        bot.rng.seed(args.seed)
+    bot = Bot(rng=random.Random(args.seed))
     dt = 1 / HEADLESS_FPS
     end = time.monotonic() + args.seconds if args.seconds else float("inf")
     next_frame = time.monotonic()

@@ -184,8 +184,9 @@ class NetSession:
         done: Future[list[LobbyRow]] = Future()
 
         def convert(fut: Future[Any]) -> None:
-            if fut.exception() is not None:
-                done.set_exception(fut.exception())  # type: ignore[arg-type]
+            error = fut.exception()
+            if error is not None:
+                done.set_exception(error)
                 return
             done.set_result([
                 LobbyRow(s.code, s.host_name, s.players, s.max_players,
