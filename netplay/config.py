@@ -16,8 +16,9 @@ config = MeshConfig(
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
@@ -152,6 +153,12 @@ class MeshConfig:
     reliable_buffer_limit: int = 32 * 1024
     """Fallback pacing if aiortc's SCTP internals are unavailable: reliable bytes a channel
     may have queued in aiortc before netplay holds further pieces back."""
+    delta_compression: bool = True
+    """Send states as deltas against the last state each peer acknowledged."""
+    interpolate: Callable[[Any, Any, float], Any] | None = None
+    """``interpolate(a, b, t)`` blends two states of a peer for :meth:`Mesh.interpolated`
+    (``t`` in 0..1, beyond 1 when extrapolating). Default: numbers (also nested in lists and
+    dicts) linearly, everything else from the nearer state."""
     max_queued: int = 100_000
     """Received messages kept per channel (and events kept) until read; the oldest go."""
 

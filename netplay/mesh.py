@@ -20,9 +20,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiortc import RTCIceServer
 
@@ -32,15 +30,9 @@ from .channels import Channel
 from .config import MeshConfig
 from .dataplane import DataPlane
 from .errors import ChannelClosed, UnknownChannel
-from .events import (
-    Event,
-    HostChanged,
-    LobbyConnectionChanged,
-    LobbyUpdated,
-    MessageReceived,
-    PeerJoined,
-    PeerLeft,
-)
+from .eventstream import EventStream
+from .events import HostChanged, LobbyConnectionChanged, LobbyUpdated, PeerJoined, PeerLeft
+from .interpolation import InterpolationBuffer
 from .lobby_client import LobbyClient
 from .remote import Remote, supervise
 from .state import PeerState
@@ -49,8 +41,6 @@ __all__ = ["Mesh"]
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E")
-
 
 class _State(enum.Enum):
     UNOPENED = 1
@@ -58,7 +48,7 @@ class _State(enum.Enum):
     CLOSED = 3
 
 
-class Mesh(DataPlane):
+class Mesh(EventStream, DataPlane):
     """A session: lobby connection plus a full WebRTC mesh. Open once, close once."""
 
     def __init__(self, config: MeshConfig) -> None:
@@ -66,14 +56,12 @@ class Mesh(DataPlane):
             raise TypeError(f"Mesh needs a MeshConfig, got {type(config).__name__}")
         if config.ice_host_addresses is not None:
             _ice.resolve_host_addresses(config.ice_host_addresses)  # ValueError now, not later
-        super().__init__(config)
+        DataPlane.__init__(self, config)
+        EventStream.__init__(self, config.max_queued)
         self._status = _State.UNOPENED
         self._lobby: LobbyClient | None = None
         self._info: p.LobbyInfo | None = None
         self._remotes: dict[p.PeerId, Remote] = {}
-        self._events: deque[Event] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._sink: Callable[[Event], None] | None = None
         self._lobby_up: asyncio.Event | None = None
         self._identity: p.PeerId | None = None
         self._aliases: dict[p.PeerId, p.PeerId] = {}
@@ -139,6 +127,9 @@ class Mesh(DataPlane):
 
     def _lobby_client(self) -> LobbyClient:
         return self._check_open()
+
+    def _is_open(self) -> bool:
+        return self._status is _State.OPEN
 
     # -- properties -----------------------------------------------------------------------
 
@@ -251,67 +242,6 @@ class Mesh(DataPlane):
         """Host only: replace the lobby's metadata (shown in listings)."""
         await self._check_open().request(p.SetMetadata(metadata=metadata))
 
-    # -- events ---------------------------------------------------------------------------
-
-    def _emit(self, event: Event) -> None:
-        if self._sink is not None:
-            self._sink(event)
-        else:
-            if isinstance(event, MessageReceived) and len(self._events) >= self.config.max_queued:
-                self._drop_oldest_message()
-            self._events.append(event)
-        self._wake()
-
-    def _drop_oldest_message(self) -> None:
-        for i, old in enumerate(self._events):
-            if isinstance(old, MessageReceived):
-                del self._events[i]
-                return
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        self._wakeup = None
-
-    async def _wait(self) -> None:
-        if self._wakeup is None:
-            self._wakeup = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._wakeup)
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event, oldest first, including those that happened before; ends on close."""
-        while True:
-            while self._events:
-                yield self._events.popleft()
-            if self._status is not _State.OPEN:
-                return
-            await self._wait()
-
-    async def wait_for(self, kind: type[E], timeout: float | None = 10.0,
-                       where: Callable[[E], bool] | None = None) -> E:
-        """The first unread event of type ``kind`` (matching ``where``), waiting if needed.
-
-        Other events stay queued for :meth:`events`. ``TimeoutError`` after ``timeout`` s.
-        """
-        async with asyncio.timeout(timeout):
-            while True:
-                for i, event in enumerate(self._events):
-                    if isinstance(event, kind) and (where is None or where(event)):
-                        del self._events[i]
-                        return event
-                if self._status is not _State.OPEN:
-                    raise ChannelClosed("the Mesh closed while waiting")
-                await self._wait()
-
-    async def wait_for_peers(self, n: int, timeout: float | None = 10.0) -> list[p.PeerId]:
-        """Wait until at least ``n`` peers are connected; returns their ids."""
-        async with asyncio.timeout(timeout):
-            while len(self.peers) < n:
-                if self._status is not _State.OPEN:
-                    raise ChannelClosed("the Mesh closed while waiting")
-                await self._wait()
-        return self.peers
-
     # -- lobby messages -------------------------------------------------------------------
 
     def _me(self) -> p.Member | None:
@@ -345,9 +275,10 @@ class Mesh(DataPlane):
             if message.peer_id == self._lobby_client().peer_id:
                 asyncio.ensure_future(self._left_lobby(message.reason))
                 return
-            r = self._remotes.pop(self._key(message.peer_id), None)
-            if r is not None:
-                r.inbox.put_nowait(("leave", message.reason))
+            key = self._key(message.peer_id)
+            gone = self._remotes.pop(key) if key in self._remotes else None
+            if gone is not None:
+                gone.inbox.put_nowait(("leave", message.reason))
             members = [m for m in info.members if m.id != message.peer_id]
             self._set_lobby(info.model_copy(update={"members": members}))
         elif isinstance(message, p.HostChanged) and info is not None:
@@ -418,7 +349,9 @@ class Mesh(DataPlane):
                 r.name = member.name
 
     def _add_remote(self, peer_id: p.PeerId, name: str, offerer: bool) -> Remote:
-        r = Remote(peer_id, name, offerer, PeerState(time.monotonic()))
+        interp = InterpolationBuffer(lerp=self.config.interpolate)
+        r = Remote(peer_id, name, offerer, PeerState(
+            time.monotonic(), delta=self.config.delta_compression, interpolation=interp))
         self._remotes[peer_id] = r
         r.task = asyncio.create_task(supervise(self, r), name=f"netplay-peer-{peer_id}")
         logger.debug("tracking peer %s (%s), we %s", peer_id, name,

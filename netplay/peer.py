@@ -158,7 +158,7 @@ class PeerLink:
         if text.startswith("candidate:"):
             text = text[len("candidate:"):]
         if not text:
-            await self.pc.addIceCandidate(None)  # type: ignore[arg-type]
+            await self.pc.addIceCandidate(None)
             return
         try:
             candidate = candidate_from_sdp(text)
@@ -203,7 +203,7 @@ class PeerLink:
                 listener()
 
         receive_sack._netplay = True  # type: ignore[attr-defined]
-        sctp._receive_sack_chunk = receive_sack  # type: ignore[union-attr]
+        sctp._receive_sack_chunk = receive_sack  # type: ignore[method-assign,union-attr]
 
     def reliable_room(self, index: int) -> int:
         """Bytes that may be handed to aiortc now without queueing behind the congestion

@@ -261,3 +261,38 @@ async def test_state_sends_coalesce_newest_wins_and_big_states_warn_once(
                 await eventually(lambda i=i: b.states().get(a.peer_id, {}).get("i") == i)
         big = [r for r in caplog.records if "state datagram" in r.getMessage()]
         assert len(big) == 1 and "budget 1100" in big[0].getMessage()
+
+
+async def test_connection_that_never_opens_is_reported_once_and_released(lobby: Any) -> None:
+    black_hole = ConditionerConfig(loss=1.0)  # DTLS/SCTP never get through; ICE still does
+    async with Mesh(config(lobby, "a", connect_timeout=1.0, reconnect_attempts=1)) as a, \
+            Mesh(config(lobby, "b", connect_timeout=1.0, reconnect_attempts=1,
+                        conditioner=black_hole)) as b:
+        info = await a.host(game="doomed")
+        await b.join(info.code)
+        for m, other in ((a, b), (b, a)):
+            ev = await m.wait_for(netplay.PeerLeft, timeout=15)
+            assert ev == netplay.PeerLeft(other.peer_id, "connection_failed")
+            r = m._remotes[other.peer_id]
+            await eventually(lambda r=r: r.done and r.link is None)
+        for m in (a, b):
+            assert m.peers == []
+            assert not [e for e in m._events if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
+
+
+async def test_game_supplied_interpolation(lobby: Any) -> None:
+    calls: list[float] = []
+
+    def snap(a: Any, b: Any, t: float) -> Any:  # e.g. no blending for a tile-based game
+        calls.append(t)
+        return b if t >= 0.5 else a
+
+    async with full_mesh(lobby, 2, interpolate=snap, delta_compression=False) as (a, b):
+        for i in range(10):
+            a.send_state({"x": i})
+            await eventually(lambda i=i: b.states().get(a.peer_id) == {"x": i})
+        async with asyncio.timeout(5):
+            while not calls:
+                assert b.interpolated()[a.peer_id]["x"] in range(10)
+                await asyncio.sleep(0.01)
+        assert a.stats(b.peer_id).delta_bytes_saved == 0
