@@ -30,6 +30,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+AUTO_REFRESH = 3.0
+"""Seconds between automatic refreshes of the lobby browser."""
 SUBTITLE = "a netplay demo: peer-to-peer squares that tag each other"
 
 
@@ -110,7 +112,8 @@ class MainMenu(Screen):
 
     def draw(self, surface: pygame.Surface) -> None:
         render.draw_menu(surface, self.ctx.fonts, "Play", self.lines(), self.selected,
-                         self.status, SUBTITLE)
+                         self.status, SUBTITLE,
+                         "Up/Down: choose   Left/Right: max players   Enter: select   Esc: quit")
 
 
 class JoinCode(Screen):
@@ -142,12 +145,12 @@ class JoinCode(Screen):
 
     def draw(self, surface: pygame.Surface) -> None:
         render.draw_menu(surface, self.ctx.fonts, "Join by code",
-                         [render.MenuLine(f"code: {self.code}_")], 0,
-                         "type the code, Enter: join, Esc: back", SUBTITLE)
+                         [render.MenuLine(f"code: {self.code}_")], 0, "", SUBTITLE,
+                         "type the code   Enter: join   Esc: back")
 
 
 class Browse(Screen):
-    """Public lobbies of this game; Enter joins the selected one."""
+    """Public lobbies of this game (refreshed every few seconds); Enter joins the selected one."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -156,6 +159,7 @@ class Browse(Screen):
         self.status = "loading..."
         self.request: Future[list[LobbyRow]] | None = ctx.net.list_lobbies()
         self.action: str | None = None
+        self.age = 0.0
 
     def handle(self, event: pygame.event.Event) -> None:
         if event.type != pygame.KEYDOWN:
@@ -175,14 +179,16 @@ class Browse(Screen):
             request, self.request = self.request, None
             try:
                 self.rows = request.result()
+                self.selected = min(self.selected, max(0, len(self.rows) - 1))
                 self.status = ""
             except Exception as exc:  # shown to the player, never a crash
                 self.status = f"could not list lobbies: {exc}"
         action, self.action = self.action, None
         if action == "back":
             return MainMenu(self.ctx)
-        if action == "refresh" and self.request is None:
-            self.status = "loading..."
+        self.age += dt
+        if (action == "refresh" or self.age > AUTO_REFRESH) and self.request is None:
+            self.age = 0.0
             self.request = self.ctx.net.list_lobbies()
         if action == "join":
             code = self.rows[self.selected].code

@@ -307,8 +307,8 @@ def _title(surface: pygame.Surface, fonts: Fonts, title: str, subtitle: str) -> 
 
 
 def draw_menu(surface: pygame.Surface, fonts: Fonts, title: str, lines: Sequence[MenuLine],
-              selected: int, status: str = "", subtitle: str = "") -> None:
-    """A menu: title, lines (the selected one highlighted) and a status line."""
+              selected: int, status: str = "", subtitle: str = "", hint: str = "") -> None:
+    """A menu: title, lines (the selected one highlighted), a status line and a key hint."""
     _title(surface, fonts, title, subtitle)
     w = surface.get_width()
     y = 250
@@ -319,7 +319,10 @@ def draw_menu(surface: pygame.Surface, fonts: Fonts, title: str, lines: Sequence
             pygame.draw.rect(surface, ACCENT, rect.inflate(24, 10), width=2, border_radius=6)
         y += 36
     if status:
-        _blit_text(surface, fonts.normal, status, (w / 2, surface.get_height() - 60), WARN,
+        _blit_text(surface, fonts.normal, status, (w / 2, surface.get_height() - 70), WARN,
+                   anchor="midtop")
+    if hint:
+        _blit_text(surface, fonts.small, hint, (w / 2, surface.get_height() - 34), DIM,
                    anchor="midtop")
 
 
@@ -328,7 +331,7 @@ def draw_browse(surface: pygame.Surface, fonts: Fonts, rows: Sequence[str], sele
     """The public lobby list."""
     draw_menu(surface, fonts, "Public lobbies",
               [MenuLine(r) for r in rows] or [MenuLine("no public lobbies yet", False)],
-              selected if rows else -1, status or "Enter: join   R: refresh   Esc: back")
+              selected if rows else -1, status, hint="Enter: join   R: refresh   Esc: back")
 
 
 def draw_waiting_room(surface: pygame.Surface, fonts: Fonts, code: str,
