@@ -176,8 +176,9 @@ class DataPlane:
                     continue
                 if now - r.state.last_heard > config.disconnect_timeout:
                     logger.debug("peer %s silent for %.1f s", r.id, now - r.state.last_heard)
-                    r.inbox.put_nowait(("down", link.attempt, "timed_out"))
-                    r.connected = r.connected  # the supervisor reports it
+                    if r.state.timeout_posted != link.attempt:
+                        r.state.timeout_posted = link.attempt  # the supervisor reports it
+                        r.inbox.put_nowait(("down", link.attempt, "timed_out"))
                     continue
                 if now - r.state.last_sent >= config.heartbeat_interval \
                         and r.flush_handle is None and link.buffered(0) <= STATE_BUFFER_LIMIT:
@@ -312,6 +313,9 @@ class DataPlane:
                     return
         except ProtocolError as exc:
             self._bad(r, index, str(exc))
+            return
+        except Exception as exc:  # whatever a hostile packet triggers, it must not escape
+            self._bad(r, index, f"{type(exc).__name__}: {exc}")
             return
         channel._deliver(r.id, body)
         self._emit(MessageReceived(r.id, channel.name, body))

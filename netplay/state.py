@@ -48,6 +48,8 @@ class PeerState:
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
         self.size_warned = False
+        self.timeout_posted: int | None = None
+        """Link attempt already reported as timed out (report each attempt once)."""
         self.delta = delta
         self.encoder = DeltaEncoder()
         self.decoder = DeltaDecoder()

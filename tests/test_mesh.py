@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import pytest
 
 import netplay
@@ -189,6 +190,7 @@ async def test_garbled_packets_are_dropped_counted_and_logged_once(
             (1, b"\x01\xc1"),                               # message that isn't msgpack
             (2, b"\x00\x90"),                               # state frame on an extra channel
             (0, b"\x00" + b"\x95\x01\xcb" + b"\x7f\xf8" + b"\x00" * 6 + b"\xc0\xc0\xc0"),  # NaN time
+            (0, b"\x00" + msgpack.packb([7, 1.0, None, None, [5, 1, 999, {"x": 1}]])),  # no baseline
         ]
         with caplog.at_level(logging.WARNING, logger="netplay"):
             for index, data in garbage:
