@@ -178,3 +178,16 @@ def test_describe_controls() -> None:
     assert describe(UP | FIRE) == "up+fire"
     assert describe(0) == "none"
     assert describe(DOWN) == "down"
+
+
+def test_snapshot_blending_moves_smoothly_but_jumps_across_a_tag() -> None:
+    a = {"x": 100.0, "y": 50.0, "ax": 1.0, "ay": 0.0, "s": 2, "al": 1, "sh": 0}
+    b = {"x": 120.0, "y": 50.0, "ax": 0.0, "ay": 1.0, "s": 3, "al": 1, "sh": 0}
+    mid = game.lerp_snapshot(a, b, 0.25)
+    assert (mid["x"], mid["ay"], mid["s"]) == (105.0, 0.25, 2)
+    assert game.lerp_snapshot(a, b, 0.75)["s"] == 3
+    assert game.lerp_snapshot(a, b, 1.5)["x"] == 130.0  # extrapolation
+    tagged = dict(b, x=600.0, y=400.0, al=0)
+    assert game.lerp_snapshot(a, tagged, 0.4) == a
+    assert game.lerp_snapshot(a, tagged, 0.6) == tagged
+    assert game.lerp_snapshot(None, b, 0.5) == b

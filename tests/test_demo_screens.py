@@ -19,6 +19,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from netplay_demo import lobby_screen, render  # noqa: E402
+from netplay_demo.game import lerp_snapshot  # noqa: E402
 from netplay_demo.net import NetSession  # noqa: E402
 from netplay_demo.screens import Context, PlayScreen, Screen  # noqa: E402
 
@@ -38,7 +39,7 @@ def sessions(lobby: Any) -> Iterator[Callable[[str], NetSession]]:
     opened: list[NetSession] = []
 
     def open_session(name: str) -> NetSession:
-        net = NetSession(lobby.url, name).open()
+        net = NetSession(lobby.url, name, interpolate=lerp_snapshot).open()
         opened.append(net)
         return net
 

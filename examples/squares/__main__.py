@@ -30,6 +30,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 from .app import BotProcesses, lobby_request, run_headless, run_window  # noqa: E402
 from .bots import Bot  # noqa: E402
 from .embedded import EmbeddedLobby  # noqa: E402
+from .game import lerp_snapshot  # noqa: E402
 from .net import PRESETS, NetError, NetSession  # noqa: E402
 
 __all__ = ["main", "parse_args"]
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         lobby_url = args.lobby
     net = NetSession(lobby_url, args.name, conditioner=args.preset, lag_ms=args.lag,
-                     loss=args.loss, ice_host_addresses=_ice_hosts(args, lobby_url))
+                     loss=args.loss, ice_host_addresses=_ice_hosts(args, lobby_url),
+                     interpolate=lerp_snapshot)
     try:
         net.open()
         if args.headless:

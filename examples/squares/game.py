@@ -46,6 +46,7 @@ __all__ = [
     "add_player",
     "apply_event",
     "apply_remote_state",
+    "lerp_snapshot",
     "local_state",
     "remove_player",
     "set_host",
@@ -277,6 +278,27 @@ def local_state(world: World) -> dict[str, Any]:
         "ax": round(me.aim_x, 2), "ay": round(me.aim_y, 2),
         "s": me.score, "al": 1 if me.alive else 0, "sh": 1 if me.shield > 0 else 0,
     }
+
+
+_SMOOTH = ("x", "y", "ax", "ay")
+
+
+def lerp_snapshot(a: Any, b: Any, t: float) -> Any:
+    """Blend two snapshots of a player for rendering (netplay's ``interpolate`` hook).
+
+    Position and aim move smoothly (``t > 1`` extrapolates); score, alive and shield come from
+    the nearer snapshot. Across a tag or a respawn (``al`` differs) the square jumps instead of
+    sliding through the arena.
+    """
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return b
+    out = dict(a if t < 0.5 else b)
+    if a.get("al") == b.get("al"):
+        for key in _SMOOTH:
+            va, vb = a.get(key), b.get(key)
+            if isinstance(va, (int, float)) and isinstance(vb, (int, float)):
+                out[key] = va + (vb - va) * t
+    return out
 
 
 def apply_remote_state(world: World, peer_id: str, state: Mapping[str, Any]) -> None:

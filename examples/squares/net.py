@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +136,8 @@ class NetSession:
 
     def __init__(self, lobby_url: str, name: str, *, conditioner: str = "off",
                  lag_ms: float = 0.0, loss: float = 0.0,
-                 ice_host_addresses: tuple[str, ...] | None = ("127.0.0.1",)) -> None:
+                 ice_host_addresses: tuple[str, ...] | None = ("127.0.0.1",),
+                 interpolate: Callable[[Any, Any, float], Any] | None = None) -> None:
         self.conditioner = "custom" if (lag_ms or loss) else conditioner
         if self.conditioner == "off" and ConditionerConfig.from_env() is not None:
             self.conditioner = "env"
@@ -145,6 +146,7 @@ class NetSession:
         config = netplay.MeshConfig(
             lobby_url=lobby_url, name=name, ice_host_addresses=ice_host_addresses,
             conditioner=conditioner_for(self.conditioner, lag_ms, loss),
+            interpolate=interpolate,
         )
         self.mesh = netplay.SyncMesh(config)
         self.counters = Counters()
