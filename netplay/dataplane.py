@@ -114,9 +114,14 @@ class DataPlane:
 
         Never blocks: the state waits for the peer's next datagram (at most ``send_rate_hz``
         per second) and replaces any state still waiting. ``tick`` defaults to a counter.
-        Returns False when no connected peer was addressed.
+        The value is encoded when its datagram goes out (within one tick): pass a fresh
+        object rather than mutating the same one in place. Returns False when no connected
+        peer was addressed.
         """
         wire.pack_body(state)  # fail here, in the game's call, if it can't be sent
+        return self._queue_state(state, to, tick)
+
+    def _queue_state(self, state: Any, to: PeerId | None, tick: int | None) -> bool:
         if tick is None:
             self._tick += 1
             tick = self._tick

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import queue
 import threading
@@ -249,8 +248,10 @@ class SyncMesh:
     def send_state(self, state: Any, to: PeerId | None = None, *, tick: int | None = None
                    ) -> None:
         """Send our state (unreliable, newest wins). Never blocks."""
-        copy = wire.unpack_body(wire.pack_body(state))
-        self._soon(functools.partial(self._mesh.send_state, copy, to, tick=tick))
+        if tick is not None and type(tick) is not int:
+            raise TypeError("tick must be an int")
+        copy = wire.unpack_body(wire.pack_body(state))  # checked and copied in this thread
+        self._soon(self._mesh._queue_state, copy, to, tick)
 
     def send_event(self, event: Any, to: PeerId | None = None) -> None:
         """Send an event reliably (ordered, exactly once). Never blocks."""
