@@ -65,6 +65,7 @@ class Mesh(EventStream, DataPlane):
         self._lobby_up: asyncio.Event | None = None
         self._identity: p.PeerId | None = None
         self._aliases: dict[p.PeerId, p.PeerId] = {}
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -111,6 +112,9 @@ class Mesh(EventStream, DataPlane):
                 await asyncio.wait_for(lobby.request(p.Leave()), 1.0)
             except Exception as exc:
                 logger.debug("leave on close: %s", exc)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._drop_remotes(list(self._remotes), None)
         await self._stop_dataplane()
         if lobby is not None:
@@ -273,7 +277,9 @@ class Mesh(EventStream, DataPlane):
             self._set_lobby(info.model_copy(update={"members": members}))
         elif isinstance(message, p.PeerLeft) and info is not None:
             if message.peer_id == self._lobby_client().peer_id:
-                asyncio.ensure_future(self._left_lobby(message.reason))
+                task = asyncio.ensure_future(self._left_lobby(message.reason))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
                 return
             key = self._key(message.peer_id)
             gone = self._remotes.pop(key) if key in self._remotes else None
