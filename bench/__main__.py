@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx = Context(quick=args.quick, runs=1 if args.quick else args.runs,
                   progress=lambda line: print(f"  {line}", flush=True))
-    results = Results()
+    results = Results(errors=ctx.errors)
     started = time.monotonic()
     for bench in selected:
         runs = 1 if args.quick else (bench.runs or ctx.runs)

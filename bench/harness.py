@@ -109,6 +109,17 @@ class Context:
     """Repetitions per benchmark; figures are medians over them."""
     progress: Callable[[str], None] = lambda line: None
     """Prints a progress line."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Failures of parts of a benchmark (the other parts' figures are kept)."""
+
+    def attempt(self, label: str, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """``run()``, or ``{}`` with the failure recorded under ``label`` and printed."""
+        try:
+            return run()
+        except Exception as exc:
+            self.errors[label] = f"{type(exc).__name__}: {exc}"
+            self.progress(f"{label} FAILED: {exc}")
+            return {}
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,11 @@ def run_impaired(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
         for bulk in (False,) if ctx.quick else (False, True):  # 1 MiB takes ~15 s
-            figures.update(run_child("bench.impaired:impaired_child", sut=sut, loop="uvloop",
-                                     seconds=4.0 if ctx.quick else 10.0, bulk=bulk))
+            figures.update(ctx.attempt(
+                f"impaired {sut}{' + 1 MiB' if bulk else ''}",
+                lambda sut=sut, bulk=bulk: run_child(  # type: ignore[misc]
+                    "bench.impaired:impaired_child", sut=sut, loop="uvloop",
+                    seconds=4.0 if ctx.quick else 10.0, bulk=bulk)))
     return figures
 
 

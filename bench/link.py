@@ -183,8 +183,9 @@ async def netplay_link(conditioner: ConditionerConfig | None = None) -> AsyncIte
         a, b = meshes
         info = await a.host(game="bench", public=False)
         await b.join(info.code)
-        await a.wait_for_peers(1, timeout=20)
-        await b.wait_for_peers(1, timeout=20)
+        # Generous: under loss, a lost DTLS flight costs a 1 s (then 2 s, ...) retransmission.
+        await a.wait_for_peers(1, timeout=60)
+        await b.wait_for_peers(1, timeout=60)
         yield NetplayLink(a, b)
 
 

@@ -286,7 +286,10 @@ def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
     best = 0
     sizes = (2, 4) if ctx.quick else (2, 4, 8, 12, 16)
     for n in sizes:
-        result = run_mesh_once(kind, n, 2.0 if ctx.quick else 5.0, lobby_url=lobby_url)
+        result = ctx.attempt(f"{prefix} N={n}", lambda n=n: run_mesh_once(  # type: ignore[misc]
+            kind, n, 2.0 if ctx.quick else 5.0, lobby_url=lobby_url))
+        if not result:
+            continue
         ctx.progress(f"{prefix} N={n}: {result['delivered_pct']:.2f}% delivered, "
                      f"p99 {result['p99_ms']:.1f} ms, CPU {result['cpu_pct']:.0f}%")
         for key, value in result.items():

@@ -187,7 +187,13 @@ RATES = (1000, 2000, 3000, 4000, 5000, 6000, 8000, 10_000, 12_000)
 
 
 def throughput_child(sut: str, loop: str, seconds: float) -> dict[str, float]:
-    """Highest state rate with >= 99.9% delivered and p99 <= 50 ms, a fresh pair per step."""
+    """Highest sustained state rate with p99 <= 50 ms, a fresh pair per step.
+
+    Raw aiortc must also deliver >= 99.9% of what was sent. netplay coalesces on purpose (a
+    snapshot superseded before its datagram leaves is dropped, newest wins), so its figure is
+    the rate of snapshots *delivered* in the best step that kept p99 <= 50 ms.
+    """
+    coalesces = sut.startswith("netplay")
 
     async def main() -> dict[str, float]:
         best = 0.0
@@ -197,9 +203,9 @@ def throughput_child(sut: str, loop: str, seconds: float) -> dict[str, float]:
                     delivered, p99 = await rate_step(link, rate, seconds)
             except TimeoutError:
                 break
-            if delivered < 0.999 or p99 > 0.050:
+            if p99 > 0.050 or (delivered < 0.999 and not coalesces):
                 break
-            best = rate
+            best = max(best, rate * delivered if coalesces else rate)
         return {f"throughput.{sut}_{loop}_msgs_per_s": best}
 
     result: dict[str, float] = run_loop(loop, main)
@@ -209,7 +215,8 @@ def throughput_child(sut: str, loop: str, seconds: float) -> dict[str, float]:
 def run_pair(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        figures.update(run_child_per_loop("bench.pair:pair_child", sut=sut, quick=ctx.quick))
+        figures.update(ctx.attempt(f"pair {sut}", lambda sut=sut: run_child_per_loop(
+            "bench.pair:pair_child", sut=sut, quick=ctx.quick)))
     return figures
 
 
@@ -224,8 +231,9 @@ def run_setup(ctx: Context) -> dict[str, float]:
 def run_throughput(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        figures.update(run_child_per_loop("bench.pair:throughput_child", timeout=300, sut=sut,
-                                          seconds=1.0 if ctx.quick else 2.0))
+        figures.update(ctx.attempt(f"throughput {sut}", lambda sut=sut: run_child_per_loop(
+            "bench.pair:throughput_child", timeout=300, sut=sut,
+            seconds=1.0 if ctx.quick else 2.0)))
     return figures
 
 
