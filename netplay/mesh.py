@@ -290,7 +290,9 @@ class Mesh(EventStream, DataPlane):
         elif isinstance(message, p.HostChanged) and info is not None:
             self._set_lobby(info.model_copy(update={"host": message.host}))
         elif isinstance(message, p.Error):
-            logger.warning("lobby error: %s (%s)", message.message, message.code.value)
+            # unknown_peer: a signal to a peer that already left (expected while re-offering)
+            level = logging.DEBUG if message.code is p.ErrorCode.UNKNOWN_PEER else logging.WARNING
+            logger.log(level, "lobby error: %s (%s)", message.message, message.code.value)
 
     def _on_lobby_connection(self, connected: bool, welcome: p.Welcome | None) -> None:
         assert self._lobby_up is not None

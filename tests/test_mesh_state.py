@@ -1,0 +1,90 @@
+"""PeerState (one peer's state channel) and WarnLimiter, without a network."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from netplay import wire
+from netplay._ratelimit import WarnLimiter
+from netplay.errors import ProtocolError
+from netplay.state import NOTHING, PeerState
+
+
+def over_the_wire(datagram: wire.StateDatagram) -> wire.StateDatagram:
+    return wire.unpack_state(wire.pack_state(datagram))
+
+
+def test_snapshots_delta_against_acked_baselines_and_decode_exactly() -> None:
+    alice, bob = PeerState(0.0), PeerState(0.0)
+    world = {"players": {"a": {"x": 0, "y": 0}, "b": {"x": 5, "y": 5}}, "map": "m" * 100}
+    now = 0.0
+    first_sizes, later_sizes = [], []
+    for step in range(20):
+        now += 1 / 30
+        world = {**world, "players": {**world["players"], "a": {"x": step, "y": 0}}}
+        alice.set_pending(world, tick=step)
+        packet = wire.pack_state(alice.build(now))
+        (first_sizes if step < 1 else later_sizes).append(len(packet))
+        got = bob.receive(wire.unpack_state(packet), now + 0.05)
+        assert got == world
+        # bob's reply carries the ack (and the clock echo)
+        alice.receive(over_the_wire(bob.build(now + 0.05)), now + 0.1)
+    assert max(later_sizes) < min(first_sizes) / 2  # deltas once a baseline is acked
+    stats = bob.peer_stats(now)
+    assert stats.snapshots_received == 20 and stats.loss == 0.0
+    assert alice.peer_stats(now).delta_bytes_saved > 0
+    assert alice.peer_stats(now).rtt_ms == pytest.approx(100, abs=1)
+
+
+def test_stale_duplicate_and_heartbeat_datagrams() -> None:
+    alice, bob = PeerState(0.0), PeerState(0.0)
+    alice.set_pending({"n": 1}, tick=1)
+    first = over_the_wire(alice.build(1.0))
+    alice.set_pending({"n": 2}, tick=2)
+    second = over_the_wire(alice.build(1.1))
+    heartbeat = over_the_wire(alice.build(1.2))
+    assert heartbeat.snapshot is None and not alice.has_pending
+    assert bob.receive(second, 1.15) == {"n": 2}
+    assert bob.receive(first, 1.16) is NOTHING          # stale: never current
+    assert bob.receive(second, 1.17) is NOTHING         # duplicate
+    assert bob.receive(heartbeat, 1.25) is NOTHING
+    assert bob.last_heard == 1.25
+    stats = bob.peer_stats(1.3)
+    assert (stats.stale, stats.duplicates) == (1, 1)
+
+
+def test_pending_snapshot_is_replaced_newest_wins() -> None:
+    alice = PeerState(0.0)
+    for n in range(5):
+        alice.set_pending({"n": n}, tick=n)
+    datagram = alice.build(1.0)
+    assert datagram.snapshot is not None and datagram.snapshot.body == {"n": 4}
+    assert alice.build(1.1).snapshot is None
+
+
+def test_delta_without_baseline_is_a_protocol_error() -> None:
+    bob = PeerState(0.0)
+    bad = wire.StateDatagram(1, 1.0, snapshot=wire.Snapshot(3, 1, 2, {"x": 1}))
+    with pytest.raises(ProtocolError, match="baseline"):
+        bob.receive(bad, 1.0)
+
+
+def test_warn_limiter_logs_once_per_interval_per_key(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = WarnLimiter(logging.getLogger("netplay.test"), interval=60)
+    with caplog.at_level(logging.WARNING, logger="netplay.test"):
+        assert limiter.warn("p1", "bad %s", "x")
+        assert not limiter.warn("p1", "bad %s", "y")
+        assert limiter.warn("p2", "bad %s", "z")
+        limiter.forget("p1")
+        assert limiter.warn("p1", "bad %s", "again")
+    assert [r.getMessage() for r in caplog.records] == ["bad x", "bad z", "bad again"]
+    limiter.interval = 0
+    with caplog.at_level(logging.WARNING, logger="netplay.test"):
+        limiter.warn("p3", "m")
+        limiter.interval = 60
+        limiter.warn("p3", "m")
+        limiter.interval = 0
+        limiter.warn("p3", "m")
+    assert caplog.records[-1].getMessage() == "m (1 similar warnings suppressed)"
