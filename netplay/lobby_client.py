@@ -200,7 +200,8 @@ class LobbyClient:
                 reply = await future
         except TimeoutError as exc:
             raise LobbyDisconnected(
-                f"the lobby did not answer {getattr(message, 'type', '?')!r} within {self.request_timeout} s"
+                f"the lobby did not answer {getattr(message, 'type', '?')!r} "
+                f"within {self.request_timeout} s"
             ) from exc
         finally:
             self._pending.pop(rid, None)

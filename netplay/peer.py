@@ -230,7 +230,8 @@ class PeerLink:
         if sctp is None:
             return True
         # private aiortc queues: there is no public "all acked" signal
-        return not (getattr(sctp, "_data_channel_queue", None) or getattr(sctp, "_outbound_queue", None)
+        return not (getattr(sctp, "_data_channel_queue", None)
+                    or getattr(sctp, "_outbound_queue", None)
                     or getattr(sctp, "_sent_queue", None))
 
     def set_conditioner(self, config: ConditionerConfig | None) -> None:

@@ -37,7 +37,8 @@ def test_events_and_config_are_frozen_dataclasses() -> None:
     for cls in (netplay.PeerJoined, netplay.PeerLeft, netplay.HostChanged, netplay.LobbyUpdated,
                 netplay.MessageReceived, netplay.LobbyConnectionChanged, netplay.MeshConfig,
                 netplay.ChannelConfig, netplay.IceServer):
-        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        params = cls.__dataclass_params__  # type: ignore[attr-defined]
+        assert dataclasses.is_dataclass(cls) and params.frozen, cls
     ev = netplay.PeerLeft("abc", "timed_out")
     with pytest.raises(dataclasses.FrozenInstanceError):
         ev.reason = "left"  # type: ignore[misc]

@@ -189,8 +189,10 @@ async def test_garbled_packets_are_dropped_counted_and_logged_once(
             (1, b"\x02\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x09x"),  # fragment out of place
             (1, b"\x01\xc1"),                               # message that isn't msgpack
             (2, b"\x00\x90"),                               # state frame on an extra channel
-            (0, b"\x00" + b"\x95\x01\xcb" + b"\x7f\xf8" + b"\x00" * 6 + b"\xc0\xc0\xc0"),  # NaN time
-            (0, b"\x00" + msgpack.packb([7, 1.0, None, None, [5, 1, 999, {"x": 1}]])),  # no baseline
+            # NaN send time
+            (0, b"\x00" + b"\x95\x01\xcb" + b"\x7f\xf8" + b"\x00" * 6 + b"\xc0\xc0\xc0"),
+            # a delta against a baseline never sent
+            (0, b"\x00" + msgpack.packb([7, 1.0, None, None, [5, 1, 999, {"x": 1}]])),
         ]
         with caplog.at_level(logging.WARNING, logger="netplay"):
             for index, data in garbage:
@@ -279,7 +281,8 @@ async def test_connection_that_never_opens_is_reported_once_and_released(lobby: 
             await eventually(lambda r=r: r.done and r.link is None)
         for m in (a, b):
             assert m.peers == []
-            assert not [e for e in m._events if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
+            assert not [e for e in m._events
+                        if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
 
 
 async def test_game_supplied_interpolation(lobby: Any) -> None:

@@ -68,7 +68,8 @@ async def test_lobby_stopped_mid_game_then_restarted(lobby_factory: Any) -> None
         assert len(a._remotes) == 1 and len(b._remotes) == 1
         # nobody left or joined again while the lobby was away and back
         for m in (a, b):
-            assert not [e for e in m._events if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
+            assert not [e for e in m._events
+                        if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
         # a lobby-level action on the renamed peer still works: kick maps the id
         await a.kick(b.peer_id)
         assert (await a.wait_for(netplay.PeerLeft, timeout=10)) == netplay.PeerLeft(b.peer_id,
