@@ -301,3 +301,25 @@ async def test_game_supplied_interpolation(lobby: Any) -> None:
                 assert b.interpolated()[a.peer_id]["x"] in range(10)
                 await asyncio.sleep(0.01)
         assert a.stats(b.peer_id).delta_bytes_saved == 0
+
+
+async def test_conditioner_from_the_environment(lobby: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NETPLAY_CONDITIONER", "latency=20,seed=3")
+    async with full_mesh(lobby, 2) as (a, b):
+        for m, other in ((a, b), (b, a)):
+            conditioner = m._remotes[other.peer_id].link.conditioner  # type: ignore[union-attr]
+            assert conditioner is not None
+            assert conditioner.outbound == conditioner.inbound == ConditionerConfig(
+                latency_ms=20, seed=3)
+        a.send_event("slow but fine")
+        assert (await b.wait_for(netplay.MessageReceived)).body == "slow but fine"
+        rtt = await eventually(lambda: a.stats(b.peer_id).rtt_ms)
+        assert rtt >= 75  # 20 ms added by each side, each way
+        a.set_conditioner(None, peer=b.peer_id)
+        link = a._remotes[b.peer_id].link
+        assert link is not None and link.conditioner is not None
+        assert link.conditioner.outbound is None
+    monkeypatch.setenv("NETPLAY_CONDITIONER", "latency=oops")
+    with pytest.raises(ValueError, match="NETPLAY_CONDITIONER"):
+        Mesh(config(lobby, "x"))
