@@ -44,6 +44,7 @@ from .events import (
     PeerLeft,
 )
 from .protocol import LobbyInfo, LobbySummary, Member, PeerId
+from .stats import PeerStats
 
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
@@ -77,6 +78,7 @@ __all__ = [
     "PeerId",
     "PeerJoined",
     "PeerLeft",
+    "PeerStats",
     "ProtocolError",
     "SignalingError",
     "SyncMesh",
