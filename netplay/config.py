@@ -141,6 +141,9 @@ class MeshConfig:
     """Fresh connection attempts for a failed peer link while both are in the lobby."""
     lobby_reconnect_delay: float = 0.25
     """First delay before reconnecting to a lost lobby (doubles up to 5 s, forever)."""
+    lobby_ping_interval: float = 10.0
+    """Seconds between protocol ``ping``s to the lobby. The lobby drops connections that send
+    nothing for its ``idle_timeout`` (30 s by default), so keep this well below that."""
     send_rate_hz: float = 60.0
     """At most this many state datagrams per second per peer; faster sends coalesce."""
     state_size_warning: int = 1100
@@ -190,7 +193,8 @@ class MeshConfig:
                                  "not a single string")
             object.__setattr__(self, "ice_host_addresses", tuple(self.ice_host_addresses))
         for name in ("connect_timeout", "request_timeout", "disconnect_timeout",
-                     "heartbeat_interval", "lobby_reconnect_delay", "send_rate_hz"):
+                     "heartbeat_interval", "lobby_reconnect_delay", "lobby_ping_interval",
+                     "send_rate_hz"):
             _positive(name, getattr(self, name))
         if self.heartbeat_interval >= self.disconnect_timeout:
             raise ValueError("MeshConfig.heartbeat_interval must be below disconnect_timeout")

@@ -47,6 +47,7 @@ class LobbyClient:
         connect_timeout: float = 10.0,
         request_timeout: float = 10.0,
         reconnect_delay: float = 0.25,
+        ping_interval: float = 10.0,
     ) -> None:
         self.url = url
         self.name = name
@@ -54,6 +55,11 @@ class LobbyClient:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.reconnect_delay = reconnect_delay
+        self.ping_interval = ping_interval
+        self.pings_sent = 0
+        """Protocol ``ping``s sent so far (the lobby drops connections that stay silent)."""
+        self.reconnects = 0
+        """How many times the connection was lost and re-established."""
         self._on_message = on_message
         self._on_connection = on_connection
         self._ws: ClientConnection | None = None
@@ -119,7 +125,13 @@ class LobbyClient:
     async def _run(self, ws: ClientConnection) -> None:
         delay = self.reconnect_delay
         while True:
-            await self._read(ws)
+            keepalive = asyncio.create_task(self._keepalive(ws), name="netplay-lobby-ping")
+            try:
+                await self._read(ws)
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
             self._ws = None
             self._fail_pending(LobbyDisconnected("the lobby connection was lost"))
             if self._closed:
@@ -144,8 +156,21 @@ class LobbyClient:
                     continue
                 break
             delay = self.reconnect_delay
+            self.reconnects += 1
             self._install(ws, welcome)
             self._on_connection(True, welcome)
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        # WebSocket-level pings are invisible to the lobby app, which drops a connection that
+        # sends no protocol message for its idle_timeout; an idle game in a lobby must ping.
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await ws.send(p.encode(p.Ping(t=loop.time())))
+            except ConnectionClosed:
+                return
+            self.pings_sent += 1
 
     async def _read(self, ws: ClientConnection) -> None:
         try:

@@ -88,6 +88,7 @@ class Mesh(EventStream, DataPlane):
             connect_timeout=self.config.connect_timeout,
             request_timeout=self.config.request_timeout,
             reconnect_delay=self.config.lobby_reconnect_delay,
+            ping_interval=self.config.lobby_ping_interval,
         )
         try:
             welcome = await self._lobby.connect()

@@ -132,3 +132,24 @@ async def test_unreachable_lobby(lobby_factory: Any) -> None:
     bad_path = Recorder().client(live.url.replace("/ws", "/nope"), connect_timeout=2.0)
     with pytest.raises(LobbyUnavailable, match="cannot reach"):
         await bad_path.connect()
+
+
+async def test_idle_client_keeps_its_lobby_seat_by_pinging(lobby_factory: Any) -> None:
+    # The lobby drops connections that send nothing for idle_timeout; WebSocket-level pings
+    # don't count. A game idling in a lobby must stay connected without reconnect churn.
+    server = lobby_factory(idle_timeout=0.6)
+    rec = Recorder()
+    client = rec.client(server.url, ping_interval=0.15)
+    await client.connect()
+    try:
+        state = await client.request(p.Host(game="idle-test"))
+        async with asyncio.timeout(10):
+            while client.pings_sent < 12:  # about three idle timeouts of silence otherwise
+                await asyncio.sleep(0.05)
+        assert client.connected and client.reconnects == 0
+        assert rec.connections == []  # never lost, never resumed
+        assert any(isinstance(m, p.Pong) for m in rec.messages)
+        listing = await client.request(p.ListLobbies(game="idle-test"))
+        assert [s.code for s in listing.lobbies] == [state.lobby.code]
+    finally:
+        await client.close()
