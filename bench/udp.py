@@ -117,7 +117,7 @@ def run_latency(ctx: Context) -> dict[str, float]:
 
 
 def run_recv_rate(ctx: Context) -> dict[str, float]:
-    return run_child_per_loop("bench.udp:recv_rate_child", seconds=1.0 if ctx.quick else 3.0)
+    return run_child_per_loop("bench.udp:recv_rate_child", seconds=0.5 if ctx.quick else 3.0)
 
 
 BENCHMARKS = [
