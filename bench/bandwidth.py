@@ -18,9 +18,10 @@ ACK_LAG = 2
 
 
 def run_bandwidth(ctx: Context) -> dict[str, float]:
-    from netplay.delta import diff, packed_size
     from netplay_demo import game
     from netplay_demo.bots import Bot
+
+    from netplay.delta import diff, packed_size
 
     ids = [f"p{slot}" for slot in range(8)]
     world = game.World(me=ids[0], host_id=ids[0], rng=random.Random(1))

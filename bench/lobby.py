@@ -1,4 +1,4 @@
-"""Lobby server under load: clients held, joins/s, relayed signals/s and relay p99, memory/connection.
+"""Lobby server under load: clients held, joins/s, relayed signals/s, relay p99, memory/client.
 
 The real lobby (``signaling.app.create_app(Settings())`` on uvicorn) runs in its own process on
 127.0.0.1 (``python -m bench.lobby --serve FD`` on a socket bound by the parent, so no port race).

@@ -35,7 +35,7 @@ WARMUP_TICKS = int(HZ)
 
 
 class Pipe:
-    """The worker's end of the parent pipe, readable from asyncio (a reader thread feeds a queue)."""
+    """The worker end of the parent pipe, readable from asyncio (a reader thread fills a queue)."""
 
     def __init__(self, conn: multiprocessing.connection.Connection) -> None:
         self.conn = conn
@@ -303,7 +303,10 @@ def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
     return figures
 
 
-def _rows(prefix: str, label: str, sizes: tuple[int, ...] = (2, 3, 4, 8, 12, 16)) -> tuple[Row, ...]:
+SIZES = (2, 3, 4, 8, 12, 16)
+
+
+def _rows(prefix: str, label: str, sizes: tuple[int, ...] = SIZES) -> tuple[Row, ...]:
     rows: list[Row] = []
     for n in sizes:
         rows += [

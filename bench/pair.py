@@ -242,7 +242,8 @@ def _netplay_rows() -> tuple[Row, ...]:
     n = "netplay_async"
     return (
         Row("netplay latency p50 vs aiortc, same loop", f"latency.{n}_uvloop_p50_ms", "ms",
-            "latency.aiortc_uvloop_p50_ms", Target("<=", 1.15, True), "latency.ratio_p50_vs_aiortc"),
+            "latency.aiortc_uvloop_p50_ms", Target("<=", 1.15, True),
+            "latency.ratio_p50_vs_aiortc"),
         Row("netplay latency p50 vs aiortc, default loop", f"latency.{n}_uvloop_p50_ms", "ms",
             "latency.aiortc_asyncio_p50_ms", Target("<=", 1.0, True),
             "latency.ratio_p50_vs_aiortc_default_loop"),

@@ -1,4 +1,4 @@
-"""Link conditioner: latency, jitter, loss, duplication, reordering and a bandwidth cap per direction.
+"""Link conditioner: latency, jitter, loss, duplication, reordering, bandwidth cap, per direction.
 
 This machine's kernel has no netem, and games want to be tried under bad networks anyway, so
 netplay impairs traffic itself, at the packet level *below* SCTP and DTLS: the reliable channel
@@ -81,9 +81,9 @@ class ConditionerConfig:
     duplicate: float = 0.0
     """Probability (0..1) that a delivered packet is delivered twice."""
     reorder: float = 0.0
-    """Probability (0..1) that a packet is held back by an extra delay so later packets overtake it."""
+    """Probability (0..1) that a packet is held back by an extra delay so later ones overtake it."""
     reorder_ms: float = 30.0
-    """Largest extra delay of a held-back packet (the extra delay is uniform in half of it..all of it)."""
+    """Largest extra delay of a held-back packet (uniform between half of it and all of it)."""
     bandwidth_kbps: float | None = None
     """Bandwidth cap in kilobits per second (token bucket of one packet); ``None`` means no cap."""
     queue_bytes: int = 64_000
@@ -91,7 +91,7 @@ class ConditionerConfig:
     seed: int | None = None
     """Seed of the random decisions; ``None`` takes the seed given to :func:`attach`, if any."""
 
-    PRESETS: ClassVar[dict[str, dict[str, float]]] = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # A decent home connection to a nearby player.
         "good": {"latency_ms": 15, "jitter_ms": 2, "loss": 0.001},
         # A phone on 4G: more delay and jitter, some loss, a little reordering, 2 Mbit/s.
@@ -138,7 +138,7 @@ class ConditionerConfig:
 
     @classmethod
     def preset(cls, name: str) -> ConditionerConfig:
-        """Return the named preset: ``"good"``, ``"mobile"`` or ``"awful"`` (see :attr:`PRESETS`)."""
+        """The named preset: ``"good"``, ``"mobile"`` or ``"awful"`` (see :attr:`PRESETS`)."""
         try:
             return cls(**cls.PRESETS[name])
         except KeyError:
@@ -472,8 +472,8 @@ class LinkConditioner:
 _CREATE_DTLS = "_RTCPeerConnection__createDtlsTransport"
 
 
-def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None, inbound: ConditionerConfig | None,
-           *, seed: int | None = None) -> LinkConditioner:
+def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None,
+           inbound: ConditionerConfig | None, *, seed: int | None = None) -> LinkConditioner:
     """Condition every datagram ``pc`` sends (``outbound``) and receives (``inbound``).
 
     Call it right after creating the ``RTCPeerConnection``, before negotiation (it also hooks

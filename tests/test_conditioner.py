@@ -191,7 +191,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
 
 def make_peer(outbound: ConditionerConfig | None, inbound: ConditionerConfig | None,
               seed: int, attach_late: bool = False) -> Peer:
-    """A peer with the two netplay channels; ``attach_late`` hooks after the SCTP transport exists."""
+    """A peer with netplay's two channels; ``attach_late`` hooks once SCTP already exists."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     if not attach_late:
         conditioner = attach(pc, outbound, inbound, seed=seed)
