@@ -8,58 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 
 from netplay.protocol import PROTOCOL_VERSION
-from signaling.app import create_app
+from signaling.embedded import EmbeddedLobby
 from signaling.settings import Settings
 
 
-class LobbyServer:
-    """A real lobby (Starlette app on uvicorn) serving in a background thread."""
+class LobbyServer(EmbeddedLobby):
+    """A real lobby (Starlette app on uvicorn) on 127.0.0.1 and an ephemeral port, in a thread."""
 
     def __init__(self, settings: Settings, port: int = 0) -> None:
-        self.settings = settings
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port: int = self.sock.getsockname()[1]
-        self.app = create_app(settings)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws_ping_interval=None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True, name=f"lobby:{self.port}")
-
-    @property
-    def url(self) -> str:
-        """WebSocket URL of the lobby endpoint."""
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LobbyServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("lobby server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+        super().__init__(settings, port=port)
 
 
 @contextmanager
