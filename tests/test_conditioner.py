@@ -290,3 +290,20 @@ async def test_set_at_runtime_and_close_discards_pending(pair_factory) -> None: 
     await wait_for(lambda: a.conditioner.pending > 0, 10, "a waiting packet")
     await a.pc.close()
     assert a.conditioner.pending == 0
+
+
+async def test_duplicates_and_reordering_keep_reliable_exact(pair_factory) -> None:  # type: ignore[no-untyped-def]
+    messy = ConditionerConfig(latency_ms=5, duplicate=0.2, reorder=0.2, reorder_ms=20)
+    a, b = await pair_factory(messy, None, seed=11)
+    reliable: list[bytes] = []
+    b.events.on("message", reliable.append)
+    n = 200
+    for i in range(n):
+        a.events.send(b"e%d" % i)
+        if i % 10 == 9:
+            await asyncio.sleep(0.002)  # spread over several packets
+    await wait_for(lambda: len(reliable) >= n, 60, f"{n} reliable messages")
+    assert reliable == [b"e%d" % i for i in range(n)]
+    stats = a.conditioner.stats["outbound"]
+    assert stats.duplicated > 0 and stats.reordered > 0
+    assert stats.dropped == 0 and stats.overflowed == 0
