@@ -33,7 +33,7 @@ import logging
 import math
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from netplay.errors import ProtocolError
 from netplay.seq import SEQ_HALF, SEQ_MOD, is_seq, seq_diff, seq_gt

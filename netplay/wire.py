@@ -36,7 +36,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from .errors import ProtocolError
 from .seq import is_seq
