@@ -1,0 +1,1 @@
+"""netplay benchmarks: ``python -m bench`` (see ``bench/__main__.py`` and ``bench/RESULTS.md``)."""
