@@ -94,19 +94,27 @@ def test_bad_channel_and_ice_server_configs() -> None:
         netplay.IceServer(("http://stun.example",))
 
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_example(name: str) -> str:
+    """The README's python block that starts with ``# example: NAME``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    found = [b for b in blocks if b.startswith(f"# example: {name}\n")]
+    assert len(found) == 1, f"README has {len(found)} examples named {name!r}"
+    return found[0]
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("index,expected", [
-    (0, ["lobby code:", "True events {'type': 'chat', 'text': 'hi'}", "{'x': 10, 'y': 20}",
-         "bob left: left"]),
-    (1, ["joined: dave", "dave got {'type': 'welcome'}", "dave is drawn at"]),
+@pytest.mark.parametrize("name,expected", [
+    ("async facade", ["lobby code:", "True events {'type': 'chat', 'text': 'hi'}",
+                      "{'x': 10, 'y': 20}", "bob left: left"]),
+    ("game-loop facade", ["joined: dave", "dave got {'type': 'welcome'}", "dave is drawn at"]),
+    ("state sync", ["frank's y moved smoothly: True", "rtt"]),
 ])
-def test_docs_examples_run(lobby: Any, index: int, expected: list[str]) -> None:
-    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)[index]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "NETPLAY_LOBBY": lobby.url})
+def test_readme_examples_run(lobby: Any, name: str, expected: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", readme_example(name)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "NETPLAY_LOBBY": lobby.url})
     assert result.returncode == 0, result.stderr
     for line in expected:
         assert line in result.stdout, result.stdout
