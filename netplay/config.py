@@ -9,7 +9,7 @@ config = MeshConfig(
     name="alice",
     channels=(ChannelConfig.unreliable("state"), ChannelConfig.reliable("events"),
               ChannelConfig.reliable("chat")),
-    ice_servers=(IceServer(urls=("stun:stun.example.org:3478",)),),
+    ice_servers=(IceServer(urls=("stun:stun-host.example:3478",)),),
 )
 ```
 """
