@@ -43,6 +43,16 @@ STATE_BUFFER_LIMIT = 4096
 BYE_LINGER = 0.3
 
 
+def flush_delay(last_sent: float, now: float, send_rate_hz: float) -> float:
+    """Seconds to wait before the next state datagram to a peer (0: send now).
+
+    ``last_sent`` and ``now`` must come from the same clock (``time.monotonic()``): the event
+    loop's ``loop.time()`` is not it (uvloop's is a cached millisecond clock), and mixing the
+    two made the timer round up to the next millisecond tick.
+    """
+    return max(0.0, last_sent + 1.0 / send_rate_hz - now)
+
+
 class DataPlane:
     """Send/receive half of a Mesh (a mixin: the Mesh supplies remotes and events)."""
 
@@ -137,8 +147,11 @@ class DataPlane:
         if r.flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        when = max(loop.time(), r.state.last_sent + 1.0 / self.config.send_rate_hz)
-        r.flush_handle = loop.call_at(when, self._flush, r)
+        wait = flush_delay(r.state.last_sent, time.monotonic(), self.config.send_rate_hz)
+        if wait > 0.0:
+            r.flush_handle = loop.call_later(wait, self._flush, r)
+        else:
+            r.flush_handle = loop.call_soon(self._flush, r)
 
     def _flush(self, r: Remote) -> None:
         r.flush_handle = None

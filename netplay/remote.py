@@ -60,7 +60,7 @@ class Remote:
     task: asyncio.Task[None] | None = None
     senders: dict[int, ReliableSender] = field(default_factory=dict)
     reassemblers: dict[int, wire.Reassembler] = field(default_factory=dict)
-    flush_handle: asyncio.TimerHandle | None = None
+    flush_handle: asyncio.Handle | None = None
     lobby_id: PeerId = ""
     """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
 
