@@ -77,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level.lower(),
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
-        # Frames up to this size get a polite too_large error; larger ones close the socket.
-        ws_max_size=max(4 * settings.max_message_bytes, 1 << 20),
+        ws_max_size=settings.ws_max_size,
         lifespan="on",
     )
 

@@ -74,6 +74,12 @@ class Settings:
     turn_ttl: int = 86_400
     """Lifetime of minted TURN credentials, in seconds."""
 
+    @property
+    def ws_max_size(self) -> int:
+        """Largest WebSocket frame uvicorn accepts. Frames up to this size get a polite
+        ``too_large`` error from the app; larger ones make uvicorn close the socket (1009)."""
+        return max(4 * self.max_message_bytes, 1 << 20)
+
     def __post_init__(self) -> None:
         problems = []
         if not 0 <= self.port <= 65_535:

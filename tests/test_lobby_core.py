@@ -128,6 +128,28 @@ async def test_lobby_codes_are_short_unique_and_unambiguous(backend: MemoryBacke
     assert not set("01ILO") & set(CODE_ALPHABET)
 
 
+async def test_a_code_already_in_use_is_never_handed_out_again(
+        backend: MemoryBackend, peers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = await peers("a", "b")
+    taken = await host(backend, a)
+    # The random draw repeats the open lobby's code first; the core must draw again.
+    import signaling.lobby as lobby_module
+
+    real_choice = lobby_module.secrets.choice
+    repeated = iter(taken)
+    drawn: list[str] = []
+
+    def choice(alphabet: str) -> str:
+        pick = next(repeated, None) or real_choice(alphabet)
+        drawn.append(pick)
+        return pick
+
+    monkeypatch.setattr(lobby_module.secrets, "choice", choice)
+    fresh = await host(backend, b)
+    assert "".join(drawn[:6]) == taken and len(drawn) >= 12  # the collision was drawn, then more
+    assert fresh != taken and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", fresh)
+
+
 async def test_join_order_seq_and_host_migration(backend: MemoryBackend, peers: Any) -> None:
     a, b, c, d = await peers("a", "b", "c", "d")
     code = await host(backend, a)

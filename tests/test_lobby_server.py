@@ -185,7 +185,9 @@ async def test_resume_after_disconnect(lobby_factory: Any, connect: Any, members
     server = lobby_factory(resume_grace=5)
     code, (a, b) = await members(server, "a", "b")
     b.ws.transport.abort()
-    await asyncio.sleep(0.1)
+    async with httpx.AsyncClient(base_url=server.http_url) as http, asyncio.timeout(10):
+        while (await http.get("/healthz")).json()["suspended"] != 1:  # the lobby saw b drop
+            await asyncio.sleep(0.02)
     await a.send(type="signal", to=b.peer_id, payload=OFFER)  # held until b is back
     back = await connect(server, "b", hello=False)
     welcome = await back.hello("b", resume=b.resume_token)
