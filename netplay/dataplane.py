@@ -294,8 +294,9 @@ class DataPlane:
 
     def _bad(self, r: Remote, index: int, why: str) -> None:
         r.state.stats.on_bad_packet()
-        self._warn.warn(r.id, "dropped bad packet from %s on channel %r: %s",
-                        r.id, self.config.channels[index].name, why)
+        channels = self.config.channels
+        name = repr(channels[index].name) if 0 <= index < len(channels) else f"id {index}"
+        self._warn.warn(r.id, "dropped bad packet from %s on channel %s: %s", r.id, name, why)
 
     def _on_frame(self, r: Remote, index: int, data: bytes | str) -> None:
         now = time.monotonic()

@@ -26,7 +26,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from . import _ice
+from . import _ice, _sctp
 from .config import MeshConfig
 from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId
 
@@ -42,7 +42,8 @@ class PeerLink:
     """One peer connection attempt with its negotiated channels.
 
     ``on_open()`` runs once every channel is open; ``on_frame(index, data)`` for each
-    received message; ``on_down(reason)`` once when the connection fails or closes
+    received message; ``on_bad(stream_id, why)`` for data on a stream with no channel;
+    ``on_down(reason)`` once when the connection fails or closes
     under us (never after :meth:`close`).
     """
 
@@ -57,6 +58,7 @@ class PeerLink:
         on_frame: Callable[[int, bytes | str], None],
         on_down: Callable[[str], None],
         conditioner: ConditionerConfig | None = None,
+        on_bad: Callable[[int, str], None] | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.attempt = attempt
@@ -88,6 +90,9 @@ class PeerLink:
             dc.on("close", self._channel_closed)
             dc.on("message", self._make_receiver(index, on_frame))
             self.channels.append(dc)
+        if on_bad is not None:  # data on a stream id with no channel: aiortc drops it silently
+            _sctp.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
+                                else on_bad(stream, why))
         self.pc.on("connectionstatechange", self._state_changed)
 
     def __repr__(self) -> str:

@@ -80,6 +80,7 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
         on_frame=lambda index, data: mesh._on_frame(r, index, data),
         on_down=post("down", attempt),
         conditioner=mesh._conditioner_for(r.id),
+        on_bad=lambda index, why: mesh._bad(r, index, why),
     )
     r.link = link
     r.reassemblers = {i: wire.Reassembler(mesh.config.max_message_size)

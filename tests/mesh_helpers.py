@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import netplay
@@ -12,6 +13,14 @@ from netplay.mesh import Mesh
 
 LOOPBACK = ("127.0.0.1",)
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ", re.MULTILINE)
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``condition`` on the event loop until it is truthy (deadline: ``timeout``)."""
+    async with asyncio.timeout(timeout):
+        while not (value := condition()):
+            await asyncio.sleep(0.005)
+    return value
 
 
 def config(lobby: Any, name: str, **overrides: Any) -> netplay.MeshConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -13,17 +12,9 @@ import pytest
 import netplay
 from netplay.conditioner import ConditionerConfig
 from netplay.mesh import Mesh
-from mesh_helpers import assert_loopback_only, config, full_mesh
+from mesh_helpers import assert_loopback_only, config, eventually, full_mesh
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``condition`` on the event loop until it is truthy (deadline: ``timeout``)."""
-    async with asyncio.timeout(timeout):
-        while not (value := condition()):
-            await asyncio.sleep(0.005)
-    return value
 
 
 async def test_two_peers_exchange_state_and_events(lobby: Any) -> None:
