@@ -126,6 +126,7 @@ def test_gems_from_a_non_host_are_ignored_and_host_migration_hands_them_over() -
     spawned = [o for _ in range(100) for o in step(world, {"b": 0}, 0.05)
                if o.event["t"] == "pickup"]
     assert spawned and all(o.event["id"].startswith("b:") for o in spawned)
+    assert world.gems_spawned == {"a": 1, "b": len(spawned)}
     # Another peer accepts the new host's list.
     other = make_world("c", "b", ("b",))
     apply_event(other, "b", out[0].event)

@@ -143,17 +143,26 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         ids[joiner.name] = line["peer_id"]
     assert len(set(ids.values())) == 3
 
-    # Everyone sees the other two and hears snapshots and events from each.
+    # Everyone sees the other two and hears snapshots and events from each; the host spawns
+    # the gems, and only the host.
+    def hears_and_has_gems(others: list[str]) -> Callable[[dict[str, Any]], bool]:
+        def check(status: dict[str, Any]) -> bool:
+            return hears_from(others)(status) and status["gems_spawned"].get(host_id, 0) > 0
+        return check
+
     for demo in (host, *joiners):
         others = [pid for name, pid in ids.items() if name != demo.name]
-        status = demo.wait_status(hears_from(others), deadline)
+        status = demo.wait_status(hears_and_has_gems(others), deadline)
         assert sorted(status["peers_seen"]) == sorted(others)
         assert status["peer_id"] == ids[demo.name]
         assert status["host"] == host_id
+        assert list(status["gems_spawned"]) == [host_id]
 
     host.kill()
 
-    # The two others report the host change and keep playing with each other.
+    # The two others report the host change and keep playing with each other, and the gems go
+    # on: the new host spawns them and the other accepts its announcements (a count under the
+    # new host's id, which was zero before the kill).
     a, b = joiners
     new_hosts = []
     for me, other in ((a, b), (b, a)):
@@ -161,7 +170,8 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
             since = status["since_last_host_change"]
             return (bool(status["host_changes"]) and status["host"] != host_id
                     and since["snapshots_received"].get(other_id, 0) > 0
-                    and since["events_received"].get(other_id, 0) > 0)
+                    and since["events_received"].get(other_id, 0) > 0
+                    and status["gems_spawned"].get(status["host"], 0) > 0)
         new_hosts.append(me.wait_status(after_migration, deadline)["host"])
     assert new_hosts[0] == new_hosts[1] in (ids[a.name], ids[b.name])
 

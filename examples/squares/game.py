@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,9 @@ class World:
     time: float = 0.0
     next_pickup_in: float = 1.0
     serial: int = 0
+    gems_spawned: Counter[str] = field(default_factory=Counter)
+    """Gems spawned by each host as this peer saw them: its own spawns while hosting, and the
+    ``pickup`` announcements it accepted from the host (so a new host's gems show up here)."""
 
     @property
     def is_host(self) -> bool:
@@ -441,6 +445,7 @@ def _spawn_pickups(world: World, dt: float) -> list[Outgoing]:
     x, y = free_spot(world.rng, margin=PICKUP_RADIUS * 3)
     pickup = Pickup(world.new_id(), x, y)
     world.pickups[pickup.id] = pickup
+    world.gems_spawned[world.me] += 1
     return [Outgoing({"t": "pickup", "id": pickup.id, "x": round(x, 1), "y": round(y, 1)})]
 
 
@@ -519,6 +524,7 @@ def _apply(world: World, sender: str, event: dict[str, Any]) -> list[Outgoing]:
         if sender == world.host_id:
             pickup_id = str(event["id"])
             world.pickups[pickup_id] = Pickup(pickup_id, float(event["x"]), float(event["y"]))
+            world.gems_spawned[sender] += 1
     elif kind == "pickups":
         if sender == world.host_id:
             world.pickups = {str(i): Pickup(str(i), float(x), float(y))

@@ -164,4 +164,5 @@ class Match:
             "scores": {p.id: p.score for p in self.world.players.values()},
             "frames": self.frames,
             "gems": len(self.world.pickups),
+            "gems_spawned": dict(self.world.gems_spawned),
         }
