@@ -41,6 +41,7 @@ class ClockSync:
             raise ValueError(f"window must be at least 1, got {window}")
         self._window: deque[tuple[float, float]] = deque(maxlen=window)  # (rtt, offset)
         self._offset = 0.0
+        self._best: tuple[float, float] | None = None  # min(self._window), kept up to date
         self._srtt: float | None = None
         self._rttvar: float | None = None
         self._rtt_last: float | None = None
@@ -71,8 +72,17 @@ class ClockSync:
             logger.debug("%r: rejected clock sample %r", self, (t0, t1, t2, t3))
             return False
         self.samples += 1
-        self._window.append((rtt, offset))
-        self._offset = min(self._window)[1]
+        window = self._window
+        sample = (rtt, offset)
+        evicted = window[0] if len(window) == window.maxlen else None
+        window.append(sample)
+        best = self._best
+        if best is None or sample < best:
+            best = sample
+        elif evicted is not None and evicted == best:  # the best sample just left the window
+            best = min(window)
+        self._best = best
+        self._offset = best[1]
         last = self._rtt_last
         if self._srtt is None or self._rttvar is None or last is None or self._jitter is None:
             self._srtt, self._rttvar, self._jitter = rtt, rtt / 2, 0.0

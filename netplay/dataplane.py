@@ -24,6 +24,7 @@ from . import wire
 from ._ratelimit import WarnLimiter
 from .channels import Channel
 from .config import MeshConfig
+from .delta import copy_state
 from .errors import ProtocolError
 from .events import Event, MessageReceived
 from .state import NOTHING
@@ -124,14 +125,19 @@ class DataPlane:
 
         Never blocks: the state waits for the peer's next datagram (at most ``send_rate_hz``
         per second) and replaces any state still waiting. ``tick`` defaults to a counter.
-        The value is encoded when its datagram goes out (within one tick): pass a fresh
-        object rather than mutating the same one in place. Returns False when no connected
-        peer was addressed.
+        The value is encoded (and, with delta compression, copied) once, here, for every
+        receiver: mutating it afterwards does not change what is sent. Returns False when no
+        connected peer was addressed.
         """
-        wire.pack_body(state)  # fail here, in the game's call, if it can't be sent
-        return self._queue_state(state, to, tick)
+        packed = wire.pack_body(state)  # fails here, in the game's call, if it can't be sent
+        if self.config.delta_compression:
+            state = copy_state(state)  # the baseline every receiver's delta encoder keeps
+        return self._queue_state(state, to, tick, packed)
 
-    def _queue_state(self, state: Any, to: PeerId | None, tick: int | None) -> bool:
+    def _queue_state(self, state: Any, to: PeerId | None, tick: int | None,
+                     packed: bytes | None = None) -> bool:
+        """Queue ``state`` for ``to``. ``packed``: its encoding, and ``state`` is then a
+        private copy (see :meth:`PeerState.set_pending`)."""
         if tick is None:
             self._tick += 1
             tick = self._tick
@@ -139,8 +145,9 @@ class DataPlane:
             raise TypeError("tick must be an int")
         targets = self._targets(to)
         for r in targets:
-            r.state.set_pending(state, tick)
-            self._schedule_flush(r)
+            r.state.set_pending(state, tick, packed)
+            if r.flush_handle is None:
+                self._schedule_flush(r)
         return bool(targets)
 
     def _schedule_flush(self, r: Remote) -> None:
@@ -168,7 +175,7 @@ class DataPlane:
 
     def _send_datagram(self, r: Remote, now: float) -> None:
         assert r.link is not None
-        data = wire.pack_state(r.state.build(now))
+        data = r.state.build_frame(now)
         size = len(data)
         if size > wire.MAX_STATE_DATAGRAM:
             self._warn.warn(("big", r.id), "state for %s is %d bytes, over the %d-byte limit of "
@@ -307,7 +314,7 @@ class DataPlane:
             return
         try:
             if index == 0:
-                state = r.state.receive(wire.unpack_state(data), now)
+                state = r.state.receive_fields(wire.unpack_state_fields(data), now)
                 if state is not NOTHING and r.connected:
                     self._states[r.id] = state
                     self._channels[0]._deliver(r.id, state)

@@ -375,14 +375,22 @@ class DeltaDecoder:
                 raise ProtocolError(f"unknown delta baseline {baseline} for seq {seq}")
             state = patch(self._states[baseline], body)
         limit = self.history
-        if self._newest is None or seq_gt(seq, self._newest):
+        states = self._states
+        newest = self._newest
+        if newest is None or seq_gt(seq, newest):
             self._newest = seq
-            self._states[seq] = state
-            # ((seq - s) mod 2**16) <= limit  <=>  0 <= seq_diff(seq, s) <= limit
-            for old in [s for s in self._states if (seq - s) & _SEQ_MASK > limit]:
-                del self._states[old]
-        elif 0 <= seq_diff(self._newest, seq) <= limit:
-            self._states[seq] = state  # a late one: still a baseline the sender may use
+            states[seq] = state
+            # ((seq - s) mod 2**16) <= limit  <=>  0 <= seq_diff(seq, s) <= limit. The dict
+            # is kept oldest first, so the states to forget are at its front.
+            while (seq - (old := next(iter(states)))) & _SEQ_MASK > limit:
+                del states[old]
+        elif 0 <= seq_diff(newest, seq) <= limit:
+            # A late one: still a baseline the sender may use. Keep the dict oldest first.
+            late = seq not in states
+            states[seq] = state
+            if late:
+                self._states = dict(sorted(states.items(),
+                                           key=lambda item: -((newest - item[0]) & _SEQ_MASK)))
         return copy_state(state) if copy else state
 
     def reset(self) -> None:

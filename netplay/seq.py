@@ -32,7 +32,8 @@ def _check(value: int) -> None:
 
 def next_seq(s: int) -> int:
     """The sequence number after ``s``, wrapping 65535 to 0."""
-    _check(s)
+    if type(s) is not int or not 0 <= s < SEQ_MOD:
+        _check(s)
     return (s + 1) & _MASK
 
 
@@ -42,8 +43,9 @@ def seq_diff(a: int, b: int) -> int:
     Positive when ``a`` is newer. ``seq_diff(0, 65535) == 1``. Exactly half the space apart is
     reported as ``+32768`` (order unknown; see :func:`seq_gt`).
     """
-    _check(a)
-    _check(b)
+    if type(a) is not int or type(b) is not int or not (0 <= a < SEQ_MOD and 0 <= b < SEQ_MOD):
+        _check(a)
+        _check(b)
     d = (a - b) & _MASK
     return d - SEQ_MOD if d > SEQ_HALF else d
 
@@ -53,7 +55,8 @@ def seq_gt(a: int, b: int) -> bool:
 
     Two numbers exactly half the space apart are neither newer nor older than each other.
     """
-    _check(a)
-    _check(b)
+    if type(a) is not int or type(b) is not int or not (0 <= a < SEQ_MOD and 0 <= b < SEQ_MOD):
+        _check(a)
+        _check(b)
     d = (a - b) & _MASK
     return 0 < d < SEQ_HALF

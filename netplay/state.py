@@ -21,12 +21,12 @@ import threading
 from typing import Any
 
 from .clock import ClockSync
-from .delta import DeltaDecoder, DeltaEncoder, delta_bytes_saved
+from .delta import DeltaDecoder, DeltaEncoder, packed_size
 from .interpolation import InterpolationBuffer
 from .seq import next_seq
 from .snapshots import SnapshotBuffer, Verdict
 from .stats import PeerStats, StatsTracker
-from .wire import Snapshot, StateDatagram
+from .wire import Snapshot, StateDatagram, StateFields, pack_body, pack_state_frame
 
 __all__ = ["PeerState"]
 
@@ -44,6 +44,7 @@ class PeerState:
         self.snap_seq = 0
         self.pending: Any = _NOTHING
         self.pending_tick = 0
+        self.pending_packed: bytes | None = None
         self.last_sent = float("-inf")
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
@@ -65,56 +66,94 @@ class PeerState:
         """True when a snapshot waits for the next datagram."""
         return self.pending is not _NOTHING
 
-    def set_pending(self, body: Any, tick: int) -> None:
-        """Make ``body`` the snapshot for the next datagram (replacing any older pending one)."""
+    def set_pending(self, body: Any, tick: int, packed: bytes | None = None) -> None:
+        """Make ``body`` the snapshot for the next datagram (replacing any older pending one).
+
+        ``packed``, when given, is ``body`` already encoded (:func:`~netplay.wire.pack_body`),
+        and ``body`` is then a private copy nobody mutates: it is kept as a delta baseline as
+        it is (the data plane copies a state once for all its receivers).
+        """
         self.pending = body
         self.pending_tick = tick
+        self.pending_packed = packed
+
+    def _take_snapshot(self) -> tuple[int, int, int | None, Any, bytes] | None:
+        """Encode the pending snapshot: ``(seq, tick, baseline, body, packed body)``."""
+        pending = self.pending
+        if pending is _NOTHING:
+            return None
+        seq = self.snap_seq
+        packed = self.pending_packed
+        if self.delta:
+            baseline, body = self.encoder.encode(seq, pending, copy=packed is None)
+        else:
+            baseline, body = None, pending
+        if body is pending:  # sent whole (or a delta that replaces a scalar state whole)
+            body_bytes = packed if packed is not None else pack_body(pending)
+            full_size = len(body_bytes)
+        else:
+            body_bytes = pack_body(body)
+            full_size = len(packed) if packed is not None else packed_size(pending)
+        if baseline is not None:
+            # the same figure as delta_bytes_saved(pending, body), from the sizes at hand
+            self.stats.on_delta_saved(full_size - len(body_bytes))
+        self.snap_seq = next_seq(seq)
+        self.pending = _NOTHING
+        self.pending_packed = None
+        return seq, self.pending_tick, baseline, body, body_bytes
+
+    def _stamp(self, now: float) -> int:
+        out_seq = self.out_seq
+        self.out_seq = next_seq(out_seq)
+        self.last_sent = now
+        return out_seq
 
     def build(self, now: float) -> StateDatagram:
         """The next datagram: the pending snapshot (if any) with ack and echo."""
-        snapshot = None
-        if self.pending is not _NOTHING:
-            seq = self.snap_seq
-            if self.delta:
-                baseline, body = self.encoder.encode(seq, self.pending)
-                if baseline is not None:
-                    self.stats.on_delta_saved(delta_bytes_saved(self.pending, body))
-            else:
-                baseline, body = None, self.pending
-            snapshot = Snapshot(seq, self.pending_tick, baseline, body)
-            self.snap_seq = next_seq(seq)
-            self.pending = _NOTHING
+        taken = self._take_snapshot()
+        snapshot = None if taken is None else Snapshot(*taken[:4])
         # The echo's t1 is our receive time; the receiver takes our sent_at as t2.
-        datagram = StateDatagram(
-            seq=self.out_seq, sent_at=now, echo=self.echo,
-            ack=self.decoder.last_decoded_seq, snapshot=snapshot,
-        )
-        self.out_seq = next_seq(self.out_seq)
-        self.last_sent = now
-        return datagram
+        return StateDatagram(seq=self._stamp(now), sent_at=now, echo=self.echo,
+                             ack=self.decoder.last_decoded_seq, snapshot=snapshot)
+
+    def build_frame(self, now: float) -> bytes:
+        """``wire.pack_state(self.build(now))``, the same bytes, without packing twice."""
+        taken = self._take_snapshot()
+        ack = self.decoder.last_decoded_seq
+        seq = self._stamp(now)
+        if taken is None:
+            return pack_state_frame(seq, now, self.echo, ack)
+        snap_seq, tick, baseline, _, body_bytes = taken
+        return pack_state_frame(seq, now, self.echo, ack, (snap_seq, tick, baseline), body_bytes)
 
     def receive(self, datagram: StateDatagram, now: float) -> Any:
         """Take one datagram; returns the decoded snapshot state when it is the newest,
         else ``_NOTHING``. Raises ``ProtocolError`` for a delta that does not apply."""
-        self.last_heard = now
-        self.echo = (datagram.sent_at, now)
-        if datagram.echo is not None:
-            t0, t1 = datagram.echo
-            self.clock.on_sample(t0, t1, datagram.sent_at, now)
-        if datagram.ack is not None:
-            self.encoder.ack(datagram.ack)
         snap = datagram.snapshot
+        return self.receive_fields(
+            (datagram.seq, datagram.sent_at, datagram.echo, datagram.ack,
+             None if snap is None else (snap.seq, snap.tick, snap.baseline, snap.body)), now)
+
+    def receive_fields(self, fields: StateFields, now: float) -> Any:
+        """:meth:`receive` of a datagram decoded by :func:`~netplay.wire.unpack_state_fields`."""
+        _, sent_at, echo, ack, snap = fields
+        self.last_heard = now
+        self.echo = (sent_at, now)
+        if echo is not None:
+            self.clock.on_sample(echo[0], echo[1], sent_at, now)
+        if ack is not None:
+            self.encoder.ack(ack)
         if snap is None:
             return _NOTHING
         self.stats.on_snapshot(now)
-        state = self.decoder.decode(snap.seq, snap.baseline, snap.body)
-        verdict = self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, state, now)
+        snap_seq, tick, baseline, body = snap
+        state = self.decoder.decode(snap_seq, baseline, body)
+        verdict = self.snapshots.push(snap_seq, tick, sent_at, state, now)
         if verdict is not Verdict.ACCEPTED:
-            logger.debug("snapshot %d: %s", snap.seq, verdict.value)
+            logger.debug("snapshot %d: %s", snap_seq, verdict.value)
             return _NOTHING
         with self.lock:
-            self.interp.add(self.clock.to_local(datagram.sent_at), state, snap.tick,
-                            received_at=now)
+            self.interp.add(self.clock.to_local(sent_at), state, tick, received_at=now)
         return state
 
     def peer_stats(self, now: float) -> PeerStats:

@@ -97,6 +97,7 @@ class RateMeter:
         """Length of the averaging window (seconds)."""
         self._width = window / buckets
         self._slots = [0.0] * buckets
+        self._n = buckets
         self._index: int | None = None  # absolute slice number of the current slice
         self._start = 0.0
         self.total = 0.0
@@ -122,8 +123,10 @@ class RateMeter:
 
     def add(self, now: float, amount: float = 1.0) -> None:
         """Record ``amount`` (bytes, packets, ...) at time ``now``."""
-        index = self._advance(now)
-        self._slots[index % len(self._slots)] += amount
+        index = math.floor(now / self._width)
+        if index != self._index:  # a new slice (or the first, or time went backwards)
+            index = self._advance(now)
+        self._slots[index % self._n] += amount
         self.total += amount
 
     def rate(self, now: float) -> float:

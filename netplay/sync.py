@@ -250,8 +250,8 @@ class SyncMesh:
         """Send our state (unreliable, newest wins). Never blocks."""
         if tick is not None and type(tick) is not int:
             raise TypeError("tick must be an int")
-        copy = wire.unpack_body(wire.pack_body(state))  # checked and copied in this thread
-        self._soon(self._mesh._queue_state, copy, to, tick)
+        packed = wire.pack_body(state)  # checked and copied in this thread
+        self._soon(self._mesh._queue_state, wire.unpack_body(packed), to, tick, packed)
 
     def send_event(self, event: Any, to: PeerId | None = None) -> None:
         """Send an event reliably (ordered, exactly once). Never blocks."""

@@ -56,9 +56,11 @@ __all__ = [
     "pack_bye",
     "pack_message",
     "pack_state",
+    "pack_state_frame",
     "split_message",
     "unpack_body",
     "unpack_state",
+    "unpack_state_fields",
 ]
 
 STATE = 0x00
@@ -212,12 +214,43 @@ def pack_state(datagram: StateDatagram) -> bytes:
     )
 
 
+_STATE_PREFIX = bytes((STATE,))
+
+
+def pack_state_frame(seq: int, sent_at: float, echo: tuple[float, float] | None,
+                     ack: int | None, snapshot: tuple[int, int, int | None] | None = None,
+                     body: bytes = b"") -> bytes:
+    """:func:`pack_state` with the snapshot body already encoded (:func:`pack_body`).
+
+    ``snapshot`` is ``(seq, tick, baseline)`` or ``None`` for a heartbeat. The bytes are the
+    same as :func:`pack_state`'s: msgpack values are concatenated, so the body's encoding is
+    appended where the header's last element (a nil placeholder) was.
+    """
+    if snapshot is None:
+        return _STATE_PREFIX + msgpack.packb((seq, sent_at, echo, ack, None))  # type: ignore[no-any-return]
+    snap_seq, tick, baseline = snapshot
+    head: bytes = msgpack.packb((seq, sent_at, echo, ack, (snap_seq, tick, baseline, None)))
+    return _STATE_PREFIX + head[:-1] + body
+
+
 def _is_time(value: Any) -> bool:
     return type(value) in (float, int) and value == value and abs(value) < 1e12
 
 
 def unpack_state(frame: bytes) -> StateDatagram:
     """Decode and check a state datagram; ``ProtocolError`` when it isn't one."""
+    seq, sent_at, echo, ack, snap = unpack_state_fields(frame)
+    return StateDatagram(seq, sent_at, echo, ack, None if snap is None else Snapshot(*snap))
+
+
+StateFields = tuple[int, float, tuple[float, float] | None, int | None,
+                    tuple[int, int, int | None, Any] | None]
+"""A checked state datagram as plain values: ``(seq, sent_at, echo, ack, snapshot)``, the
+snapshot as ``(seq, tick, baseline, body)`` or ``None``."""
+
+
+def unpack_state_fields(frame: bytes) -> StateFields:
+    """:func:`unpack_state` without the dataclasses (the receive path's version)."""
     if len(frame) > MAX_STATE_DATAGRAM:
         raise ProtocolError(f"state datagram of {len(frame)} bytes is over the limit")
     if not frame or frame[0] != STATE:
@@ -229,7 +262,7 @@ def unpack_state(frame: bytes) -> StateDatagram:
     if not is_seq(seq) or not _is_time(sent_at):
         raise ProtocolError("state datagram: bad seq or sent_at")
     if echo is not None and not (
-        isinstance(echo, list) and len(echo) == 2 and all(_is_time(t) for t in echo)
+        isinstance(echo, list) and len(echo) == 2 and _is_time(echo[0]) and _is_time(echo[1])
     ):
         raise ProtocolError("state datagram: bad echo")
     if ack is not None and not is_seq(ack):
@@ -239,8 +272,6 @@ def unpack_state(frame: bytes) -> StateDatagram:
         if not (isinstance(snap, list) and len(snap) == 4 and is_seq(snap[0])
                 and type(snap[1]) is int and (snap[2] is None or is_seq(snap[2]))):
             raise ProtocolError("state datagram: bad snapshot")
-        snapshot = Snapshot(snap[0], snap[1], snap[2], snap[3])
-    return StateDatagram(
-        seq, float(sent_at), None if echo is None else (float(echo[0]), float(echo[1])),
-        ack, snapshot,
-    )
+        snapshot = (snap[0], snap[1], snap[2], snap[3])
+    return (seq, float(sent_at), None if echo is None else (float(echo[0]), float(echo[1])),
+            ack, snapshot)

@@ -305,6 +305,27 @@ def test_decoder_errors() -> None:
     assert dec.last_decoded_seq == 16
 
 
+def test_decoder_forgets_exactly_the_baselines_out_of_range_late_ones_too() -> None:
+    dec = DeltaDecoder(history=4)
+    start = 65533  # across the wrap
+    seqs = [(start + k) % 65536 for k in (0, 3, 1, 2, 5)]  # 1 and 2 arrive late
+    for n, seq in enumerate(seqs):
+        dec.decode(seq, None, {"n": n})
+    newest = (start + 5) % 65536
+    assert dec.last_decoded_seq == newest
+    # 4 behind the newest are kept (start+1 .. start+5), start+0 is gone
+    for k in (1, 2, 3):
+        assert dec.decode((start + 6) % 65536, (start + k) % 65536, {}, copy=False) is not None
+    for k in (0, 1):  # start+6 is the newest now: start+1 (a late one) is 5 behind
+        with pytest.raises(ProtocolError, match="unknown delta baseline"):
+            dec.decode((start + 7) % 65536, (start + k) % 65536, {})
+    dec.decode((start + 8) % 65536, None, {"n": 8})
+    for k in (1, 2, 3):  # now more than 4 behind: forgotten, the late ones included
+        with pytest.raises(ProtocolError, match="unknown delta baseline"):
+            dec.decode((start + 9) % 65536, (start + k) % 65536, {})
+    assert dec.decode((start + 9) % 65536, (start + 5) % 65536, {"m": 1}) == {"n": 4, "m": 1}
+
+
 def test_decoder_copy_protects_baselines() -> None:
     dec = DeltaDecoder()
     state = dec.decode(0, None, {"a": {"b": 1}})

@@ -38,6 +38,31 @@ def test_snapshots_delta_against_acked_baselines_and_decode_exactly() -> None:
     assert alice.peer_stats(now).rtt_ms == pytest.approx(100, abs=1)
 
 
+def test_build_frame_with_packed_snapshots_sends_the_same_bytes_as_build() -> None:
+    """The data plane's path (state encoded once, a private copy as baseline) and build()."""
+    plain, packed, bob = PeerState(0.0), PeerState(0.0), PeerState(0.0)
+    world: dict[str, object] = {"p": {"a": [0, 0], "b": [5, 5]}, "map": "m" * 100, "hp": 1.5}
+    now = 0.0
+    for step in range(40):
+        now += 1 / 30
+        world = {**world, "p": {**world["p"], "a": [step, -step]}}  # type: ignore[dict-item]
+        if step % 7 == 3:
+            world = {**world, "hp": step * 0.5, "new": step}
+        sent = {"other": step} if step % 11 == 5 else world
+        plain.set_pending(sent, tick=step)
+        packed.set_pending(wire.unpack_body(wire.pack_body(sent)), step, wire.pack_body(sent))
+        frame = packed.build_frame(now)
+        assert frame == wire.pack_state(plain.build(now))
+        assert bob.receive(wire.unpack_state(frame), now) == sent
+        if step % 3 != 2:  # some acks get lost
+            reply = over_the_wire(bob.build(now + 0.01))
+            plain.receive(reply, now + 0.02)
+            packed.receive(reply, now + 0.02)
+    assert packed.build_frame(now + 1) == wire.pack_state(plain.build(now + 1))  # heartbeat
+    assert packed.peer_stats(now).delta_bytes_saved == plain.peer_stats(now).delta_bytes_saved
+    assert packed.peer_stats(now).delta_bytes_saved > 0
+
+
 def test_stale_duplicate_and_heartbeat_datagrams() -> None:
     alice, bob = PeerState(0.0), PeerState(0.0)
     alice.set_pending({"n": 1}, tick=1)

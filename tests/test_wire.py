@@ -85,6 +85,21 @@ def test_reassembler_rejects_misplaced_and_oversized_fragments() -> None:
     assert r.feed(wire.pack_message([1])) == (True, [1])
 
 
+@given(values, st.integers(0, 65535), st.one_of(st.none(), st.integers(0, 65535)),
+       st.booleans(), st.integers(-2**40, 2**40))
+def test_state_frame_with_a_packed_body_is_pack_state(body: object, seq: int, ack: int | None,
+                                                      echo: bool, tick: int) -> None:
+    e = (1.5, 2.25) if echo else None
+    for baseline in (None, (seq + 7) % 65536):
+        datagram = wire.StateDatagram(seq, 3.75, e, ack, wire.Snapshot(9, tick, baseline, body))
+        frame = wire.pack_state_frame(seq, 3.75, e, ack, (9, tick, baseline),
+                                      wire.pack_body(body))
+        assert frame == wire.pack_state(datagram)
+        assert wire.unpack_state(frame) == wire.unpack_state(wire.pack_state(datagram))
+    assert wire.pack_state_frame(seq, 3.75, e, ack) == wire.pack_state(
+        wire.StateDatagram(seq, 3.75, e, ack))
+
+
 def test_state_datagram_round_trip() -> None:
     full = wire.StateDatagram(65535, 12.5, (1.0, 2.25), 3, wire.Snapshot(9, -4, None, {"x": [1]}))
     assert wire.unpack_state(wire.pack_state(full)) == full
