@@ -1,8 +1,10 @@
 """The demo's lobby screens and match screen driven by key presses, against a real lobby.
 
-Three real netplay sessions in this process (SDL dummy video driver): alice hosts from the menu,
-bob joins by typing the code, the host starts the match, carol finds it in the public lobby
-browser and joins the running match; F3 and F4 work in game.
+Real netplay sessions in this process (SDL dummy video driver): alice hosts from the menu, bob
+joins by typing the code, the host starts the match, carol finds it in the public lobby browser
+and joins the running match; F3 and F4 work in game. A private lobby with the max-players
+selector at 3 is not listed and turns the fourth player away; two quick matches from the menu
+land in one lobby.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ def surface() -> Iterator[pygame.Surface]:
 
 
 @pytest.fixture
-def sessions(lobby: Any) -> Iterator[Callable[[str], NetSession]]:
+def sessions(lobby: Any) -> Iterator[Callable[..., NetSession]]:
+    """``sessions(name, url=...)``: an open session (to the shared lobby unless ``url``)."""
     opened: list[NetSession] = []
 
-    def open_session(name: str) -> NetSession:
-        net = NetSession(lobby.url, name, interpolate=lerp_snapshot).open()
+    def open_session(name: str, url: str = lobby.url) -> NetSession:
+        net = NetSession(url, name, interpolate=lerp_snapshot).open()
         opened.append(net)
         return net
 
@@ -50,6 +53,14 @@ def sessions(lobby: Any) -> Iterator[Callable[[str], NetSession]]:
 
 def press(screen: Screen, key: int, unicode: str = "") -> None:
     screen.handle(pygame.event.Event(pygame.KEYDOWN, key=key, unicode=unicode, mod=0))
+
+
+def choose(menu: lobby_screen.MainMenu, item: str) -> None:
+    """Move the menu selection down to ``item`` (from the top)."""
+    assert menu.selected == 0
+    for _ in range(lobby_screen.MainMenu.ITEMS.index(item)):
+        press(menu, pygame.K_DOWN)
+    assert menu.ITEMS[menu.selected] == item
 
 
 class Driver:
@@ -74,8 +85,23 @@ class Driver:
         return self.screens[name]
 
 
+def join_by_code(drive: Driver, name: str, ctx: Context, code: str) -> None:
+    """``name`` picks "Join by code" in a fresh main menu, types ``code`` and presses Enter."""
+    menu = lobby_screen.MainMenu(ctx)
+    choose(menu, "join")
+    press(menu, pygame.K_RETURN)
+    drive.screens[name] = menu
+    drive.until(lambda: isinstance(drive[name], lobby_screen.JoinCode), f"{name}: join screen")
+    for char in code:
+        press(drive[name], ord(char.lower()), char)
+    press(drive[name], pygame.K_RETURN)
+    drive.until(lambda: not isinstance(drive[name], (lobby_screen.JoinCode,
+                                                     lobby_screen.Pending)),
+                f"{name}: the join is answered")
+
+
 def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
-                                                 sessions: Callable[[str], NetSession]) -> None:
+                                                 sessions: Callable[..., NetSession]) -> None:
     fonts = render.Fonts()
     alice, bob, carol = sessions("alice"), sessions("bob"), sessions("carol")
     entered: list[str] = []
@@ -94,16 +120,8 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     assert entered == [lobby.code]
 
     # Bob picks "Join by code", types it and joins.
-    menu_b = lobby_screen.MainMenu(ctx_b)
-    for _ in range(lobby_screen.MainMenu.ITEMS.index("join")):
-        press(menu_b, pygame.K_DOWN)
-    press(menu_b, pygame.K_RETURN)
-    drive.screens["bob"] = menu_b
-    drive.until(lambda: isinstance(drive["bob"], lobby_screen.JoinCode), "join screen")
-    for char in lobby.code.lower():
-        press(drive["bob"], ord(char), char)
-    press(drive["bob"], pygame.K_RETURN)
-    drive.until(lambda: isinstance(drive["bob"], lobby_screen.WaitingRoom), "bob joins")
+    join_by_code(drive, "bob", ctx_b, lobby.code)
+    assert isinstance(drive["bob"], lobby_screen.WaitingRoom)
     drive.until(lambda: alice.lobby is not None and len(alice.lobby.members) == 2,
                 "alice sees bob in the lobby")
 
@@ -116,8 +134,7 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
 
     # Carol browses the public lobbies, sees the running match and joins it.
     menu_c = lobby_screen.MainMenu(ctx_c)
-    for _ in range(lobby_screen.MainMenu.ITEMS.index("browse")):
-        press(menu_c, pygame.K_DOWN)
+    choose(menu_c, "browse")
     press(menu_c, pygame.K_RETURN)
     drive.screens["carol"] = menu_c
 
@@ -162,3 +179,102 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     drive.until(lambda: play_b.match.world.host_id != alice_id, "the host moves on")
     press(drive["alice"], pygame.K_ESCAPE)
     assert drive["alice"].update(1 / 60) is None
+
+
+def test_private_lobby_with_max_players_three_from_the_menu(
+        surface: pygame.Surface, sessions: Callable[..., NetSession]) -> None:
+    fonts = render.Fonts()
+    nets = {name: sessions(name) for name in ("alice", "bob", "carol", "dave")}
+    ctxs = {name: Context(net=net, fonts=fonts) for name, net in nets.items()}
+
+    # Alice sets "Max players" to 3 with Left, then picks "Host a private lobby".
+    menu = lobby_screen.MainMenu(ctxs["alice"])
+    choose(menu, "max_players")
+    for _ in range(8):
+        press(menu, pygame.K_LEFT)  # stops at 2
+    press(menu, pygame.K_RIGHT)
+    assert ctxs["alice"].max_players == 3
+    assert "Max players: < 3 >" in [line.text for line in menu.lines()]
+    press(menu, pygame.K_UP)
+    assert menu.ITEMS[menu.selected] == "host_private"
+    press(menu, pygame.K_RETURN)
+    drive = Driver(surface, alice=menu)
+    drive.until(lambda: isinstance(drive["alice"], lobby_screen.WaitingRoom), "alice hosts")
+    lobby = nets["alice"].lobby
+    assert lobby is not None and not lobby.public and lobby.max_players == 3
+
+    # The lobby browser does not list it (the listing was asked for after it was made).
+    browse_menu = lobby_screen.MainMenu(ctxs["bob"])
+    choose(browse_menu, "browse")
+    press(browse_menu, pygame.K_RETURN)
+    drive.screens["bob"] = browse_menu
+
+    def listed() -> bool:
+        screen = drive["bob"]
+        return isinstance(screen, lobby_screen.Browse) and screen.request is None
+    drive.until(listed, "bob's lobby list arrives")
+    browse = drive["bob"]
+    assert isinstance(browse, lobby_screen.Browse) and browse.status == ""
+    assert lobby.code not in [row.code for row in browse.rows]
+    press(browse, pygame.K_ESCAPE)
+    drive.until(lambda: isinstance(drive["bob"], lobby_screen.MainMenu), "bob back at the menu")
+
+    # Bob and carol join by code; dave, the fourth, is turned away with a message.
+    for name in ("bob", "carol"):
+        join_by_code(drive, name, ctxs[name], lobby.code)
+        assert isinstance(drive[name], lobby_screen.WaitingRoom), name
+    drive.until(lambda: nets["alice"].lobby is not None
+                and len(nets["alice"].lobby.members) == 3, "three members")
+    join_by_code(drive, "dave", ctxs["dave"], lobby.code)
+    refused = drive["dave"]
+    assert isinstance(refused, lobby_screen.MainMenu)
+    assert refused.status.startswith(f"joining {lobby.code} failed")
+    assert nets["dave"].lobby is None
+
+
+def test_quick_match_from_the_menu_puts_two_players_in_one_lobby(
+        lobby_factory: Any, surface: pygame.Surface,
+        sessions: Callable[..., NetSession]) -> None:
+    url = lobby_factory().url  # its own lobby server: no other public lobby to match into
+    fonts = render.Fonts()
+    nets = {name: sessions(name, url) for name in ("ann", "ben", "cat")}
+    ctxs = {name: Context(net=net, fonts=fonts) for name, net in nets.items()}
+    drive = Driver(surface)
+
+    def quick_match(name: str, max_players: int = 8) -> None:
+        menu = lobby_screen.MainMenu(ctxs[name])
+        choose(menu, "max_players")
+        for _ in range(8 - max_players):
+            press(menu, pygame.K_LEFT)
+        for _ in range(lobby_screen.MainMenu.ITEMS.index("quick")
+                       - lobby_screen.MainMenu.ITEMS.index("max_players")):
+            press(menu, pygame.K_DOWN)
+        press(menu, pygame.K_RETURN)
+        drive.screens[name] = menu
+        drive.until(lambda: isinstance(drive[name], lobby_screen.WaitingRoom),
+                    f"{name}: quick match")
+
+    # Ann finds nothing and gets a fresh public lobby of 2; ben's quick match lands in it.
+    quick_match("ann", max_players=2)
+    ann = nets["ann"].lobby
+    assert ann is not None and ann.host == nets["ann"].peer_id
+    assert ann.public and ann.max_players == 2
+    quick_match("ben")
+    ben = nets["ben"].lobby
+    assert ben is not None and ben.code == ann.code and ben.host == nets["ann"].peer_id
+    drive.until(lambda: nets["ann"].lobby is not None and len(nets["ann"].lobby.members) == 2,
+                "ann sees ben")
+    # That lobby is full now: cat's quick match makes her a new one.
+    quick_match("cat")
+    cat = nets["cat"].lobby
+    assert cat is not None and cat.code != ann.code and cat.host == nets["cat"].peer_id
+
+    # Ann starts; both play the same match.
+    press(drive["ann"], pygame.K_RETURN)
+    drive.until(lambda: isinstance(drive["ann"], PlayScreen)
+                and isinstance(drive["ben"], PlayScreen), "the match starts for ann and ben")
+
+    def both_see_both() -> bool:
+        return all(len(s.match.world.players) == 2 for s in (drive["ann"], drive["ben"])
+                   if isinstance(s, PlayScreen))
+    drive.until(both_see_both, "two players in both worlds")
