@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from ._unpack import UnpackLimits
     from .conditioner import ConditionerConfig
 
 __all__ = ["DEFAULT_CHANNELS", "ChannelConfig", "IceServer", "MeshConfig"]
@@ -148,8 +149,16 @@ class MeshConfig:
     """At most this many state datagrams per second per peer; faster sends coalesce."""
     state_size_warning: int = 1100
     """Warn once per peer when a state datagram is bigger than this many bytes."""
-    max_message_size: int = 16 * 1024 * 1024
+    max_message_size: int = 8 * 1024 * 1024
     """Largest reliable message accepted from a peer after reassembly (bytes)."""
+    max_array_len: int = 1 << 20
+    """Most elements in one array of a received message (msgpack unpack limit)."""
+    max_map_len: int = 1 << 18
+    """Most entries in one map of a received message (msgpack unpack limit)."""
+    max_containers: int = 1 << 18
+    """Most arrays and maps in one received message over 64 KiB. With the limits above and
+    ``max_message_size`` this bounds what a hostile message can make a receiver allocate
+    (an array of 16 Mi empty arrays would otherwise cost about 1 GiB)."""
     fragment_size: int = 16 * 1024
     """Largest piece of a reliable message handed to aiortc at once (under SCTP's 64 KiB);
     pieces are smaller while the congestion window is small (see :mod:`netplay.channels`)."""
@@ -199,7 +208,8 @@ class MeshConfig:
         if self.heartbeat_interval >= self.disconnect_timeout:
             raise ValueError("MeshConfig.heartbeat_interval must be below disconnect_timeout")
         for name in ("state_size_warning", "max_message_size", "fragment_size",
-                     "reliable_buffer_limit", "max_queued"):
+                     "reliable_buffer_limit", "max_queued", "max_array_len", "max_map_len",
+                     "max_containers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"MeshConfig.{name} must be a positive int, got {value!r}")
@@ -207,6 +217,13 @@ class MeshConfig:
             raise ValueError("MeshConfig.reconnect_attempts must be 0-100")
         if self.fragment_size > 60_000:
             raise ValueError("MeshConfig.fragment_size must be at most 60000 (SCTP limit)")
+
+    def unpack_limits(self) -> UnpackLimits:
+        """The msgpack limits for messages received from peers."""
+        from ._unpack import UnpackLimits
+
+        return UnpackLimits(self.max_message_size, self.max_array_len, self.max_map_len,
+                            self.max_containers)
 
     def channel_index(self, name: str) -> int:
         """Index (SCTP stream id) of the channel called ``name``; ``KeyError`` if none."""

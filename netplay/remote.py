@@ -83,7 +83,8 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
         on_bad=lambda index, why: mesh._bad(r, index, why),
     )
     r.link = link
-    r.reassemblers = {i: wire.Reassembler(mesh.config.max_message_size)
+    limits = mesh.config.unpack_limits()
+    r.reassemblers = {i: wire.Reassembler(limits.max_size, limits)
                       for i, c in enumerate(mesh.config.channels) if c.is_reliable}
     r.senders = {i: ReliableSender(link, i, mesh.config.fragment_size)
                  for i, c in enumerate(mesh.config.channels) if c.is_reliable}

@@ -25,9 +25,10 @@ Each data-channel message is ``bytes``; its first byte says what follows:
     header ``!III`` (message id, total length, offset of this piece) and raw bytes; the pieces
     (in order, any sizes) concatenated are the msgpack encoding of the body.
 
-Unpacking checks sizes before decoding and decodes with msgpack's length limits (derived from
-the packet size, so a hostile packet cannot allocate more than it sent) and raises
-:class:`~netplay.errors.ProtocolError` for anything malformed.
+Unpacking checks sizes before decoding, decodes with explicit msgpack limits
+(:mod:`netplay._unpack`: lengths, and a cap on arrays and maps built from a big message, so a
+hostile packet cannot make us allocate without bound) and raises
+:class:`~netplay.errors.ProtocolError` for anything malformed or over a limit.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 
 import msgpack
 
+from ._unpack import DEFAULT_LIMITS, UnpackLimits, unpack
 from .errors import ProtocolError
 from .seq import is_seq
 
@@ -107,10 +109,11 @@ def pack_body(body: Any) -> bytes:
         ) from exc
 
 
-def unpack_body(payload: bytes | memoryview) -> Any:
-    """Decode one message body; ``ProtocolError`` when it isn't exactly one msgpack value."""
+def unpack_body(payload: bytes | memoryview, limits: UnpackLimits = DEFAULT_LIMITS) -> Any:
+    """Decode one message body; ``ProtocolError`` when it isn't exactly one msgpack value
+    or is over ``limits``."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+        return unpack(payload, limits)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError(f"not a msgpack value: {type(exc).__name__}: {exc}") from exc
 
@@ -140,8 +143,9 @@ def split_message(payload: bytes, fragment_size: int, message_id: int) -> list[b
 class Reassembler:
     """Rebuilds fragmented messages arriving on one ordered, reliable channel."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, limits: UnpackLimits | None = None) -> None:
         self.max_size = max_size
+        self.limits = UnpackLimits(max_size) if limits is None else limits
         self._id: int | None = None
         self._total = 0
         self._parts: list[bytes] = []
@@ -161,7 +165,7 @@ class Reassembler:
                 raise ProtocolError("whole message inside a fragmented one")
             if len(frame) - 1 > self.max_size:
                 raise ProtocolError(f"message of {len(frame) - 1} bytes is over the limit")
-            return True, unpack_body(memoryview(frame)[1:])
+            return True, unpack_body(memoryview(frame)[1:], self.limits)
         if kind != FRAGMENT:
             raise ProtocolError(f"unknown frame kind {kind}")
         if len(frame) <= 1 + _HEADER.size:
@@ -185,7 +189,7 @@ class Reassembler:
             return False, None
         payload = b"".join(self._parts)
         self._reset()
-        return True, unpack_body(payload)
+        return True, unpack_body(payload, self.limits)
 
     def _reset(self) -> None:
         self._id = None
