@@ -2,7 +2,8 @@
 
 A host and two joiners play for a few seconds; each must see the other two and receive snapshots
 and reliable events from each. Then the host process is killed (SIGKILL): the two others must
-report the host change and keep exchanging snapshots and events.
+report the host change, show the drop and the new host as messages, keep exchanging snapshots
+and events, and get gems from the new host.
 """
 
 from __future__ import annotations
@@ -171,9 +172,17 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
             return (bool(status["host_changes"]) and status["host"] != host_id
                     and since["snapshots_received"].get(other_id, 0) > 0
                     and since["events_received"].get(other_id, 0) > 0
-                    and status["gems_spawned"].get(status["host"], 0) > 0)
+                    and status["gems_spawned"].get(status["host"], 0) > 0
+                    and any(n.startswith("host left (") for n in status["notices"])
+                    and any(n.endswith(" the host now") for n in status["notices"]))
         new_hosts.append(me.wait_status(after_migration, deadline)["host"])
     assert new_hosts[0] == new_hosts[1] in (ids[a.name], ids[b.name])
+    # The drop and the host change were shown as messages, naming who took over.
+    for me in joiners:
+        notices = me.last_status["notices"]
+        new_host_name = next(name for name, pid in ids.items() if pid == new_hosts[0])
+        expected = ("you are" if new_host_name == me.name else f"{new_host_name} is")
+        assert f"{expected} the host now" in notices, notices
 
     # Each ends cleanly with a summary; the first to leave may hand the host to the other.
     for demo in joiners:
@@ -184,7 +193,10 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         assert final["snapshots_received"][other_id] > 0
         assert final["events_received"][other_id] > 0
         assert set(final["stats"]) == set(final["peers_seen"])
-        assert final["stats"][other_id]["rtt_ms"] is not None
+        link = final["stats"][other_id]
+        assert set(link) == {"rtt_ms", "loss", "jitter_ms"}
+        assert all(isinstance(link[key], (int, float)) for key in link), link
+        assert final["name"] == demo.name and final["peer_id"] == ids[demo.name]
 
 
 def test_lag_and_loss_flags_condition_all_of_a_players_links(lobby: Any,

@@ -2,7 +2,8 @@
 
 Real netplay sessions in this process (SDL dummy video driver): alice hosts from the menu, bob
 joins by typing the code, the host starts the match, carol finds it in the public lobby browser
-and joins the running match; F3 and F4 work in game. A private lobby with the max-players
+and joins the running match; F3 shows the net graph and F4 puts the conditioner presets on the
+links; leaving and the host change are shown as messages. A private lobby with the max-players
 selector at 3 is not listed and turns the fourth player away; two quick matches from the menu
 land in one lobby.
 """
@@ -167,6 +168,24 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     hud = play_a.match.hud(ctx_a.show_net_graph, 60.0)
     assert sorted(row.name for row in hud.net_rows) == ["bob", "carol"]
 
+    # Two more presses: "awful" (150 ms each way, 10% loss) on all of alice's links, both
+    # directions. Alice's net graph shows the RTT grow and the loss of what she receives; bob
+    # measures the longer RTT to her too. One more press turns the conditioner off again.
+    press(play_a, pygame.K_F4)
+    press(play_a, pygame.K_c)
+    assert alice.conditioner == "awful"
+
+    def awful_links() -> bool:
+        rows = play_a.match.hud(True, 60.0).net_rows
+        return len(rows) == 2 and all(
+            row.rtt_ms is not None and row.rtt_ms >= 200 and (row.loss or 0) > 0 for row in rows)
+    drive.until(awful_links, "alice's net graph shows the awful preset on both links")
+    drive.until(lambda: (bob.link(alice_id).rtt_ms or 0) >= 200, "bob sees the lag too")
+    press(play_a, pygame.K_F4)
+    assert alice.conditioner == "off"
+    assert [m for _, m in play_a.match.world.messages if m.startswith("network preset")][-3:] == [
+        "network preset: mobile", "network preset: awful", "network preset: off"]
+
     # Esc leaves the match for the main menu; the others see alice leave.
     press(play_a, pygame.K_ESCAPE)
     drive.until(lambda: isinstance(drive["alice"], lobby_screen.MainMenu), "alice leaves")
@@ -177,6 +196,10 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
                 and "alice" not in [p.name for p in play_b.match.world.players.values()],
                 "bob sees alice leave")
     drive.until(lambda: play_b.match.world.host_id != alice_id, "the host moves on")
+    new_host = play_b.match.world.name_of(play_b.match.world.host_id)
+    expected = "you are" if new_host == "bob" else f"{new_host} is"
+    assert f"{expected} the host now" in play_b.match.notices
+    assert any(m == f"{expected} the host now" for _, m in play_b.match.world.messages)
     press(drive["alice"], pygame.K_ESCAPE)
     assert drive["alice"].update(1 / 60) is None
 

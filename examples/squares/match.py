@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 RTT_HISTORY = 90
 """RTT samples kept per peer for the net graph plot (one per STATS_EVERY frames)."""
 STATS_EVERY = 10
+NOTICES_KEPT = 20
 
 
 class Match:
@@ -44,6 +45,8 @@ class Match:
         self.code = lobby.code if lobby else ""
         self.frames = 0
         self.rtt_history: dict[str, deque[float]] = {}
+        self.notices: list[str] = []
+        """The membership messages shown (joins, leaves with their reason, host changes)."""
         self._slots: dict[str, int] = {}
         self._sync_members()
         game.add_player(self.world, net.peer_id, net.name_of(net.peer_id), self._slot(net.peer_id))
@@ -87,17 +90,17 @@ class Match:
             fresh = ev.peer_id not in world.players
             self._add(ev.peer_id, ev.name)
             if fresh:
-                world.say(f"{ev.name} joined")
+                self._notice(f"{ev.name} joined")
             self._send(game.welcome(world, ev.peer_id))
         elif isinstance(ev, PeerLeft):
             name = world.name_of(ev.peer_id)
             game.remove_player(world, ev.peer_id)
             self.rtt_history.pop(ev.peer_id, None)
-            world.say(f"{name} left ({ev.reason.replace('_', ' ')})")
+            self._notice(f"{name} left ({ev.reason.replace('_', ' ')})")
         elif isinstance(ev, HostChanged):
             self._send(game.set_host(world, ev.host))
             who = "you are" if ev.is_me else f"{world.name_of(ev.host)} is"
-            world.say(f"{who} the host now")
+            self._notice(f"{who} the host now")
         elif isinstance(ev, LobbyChanged) and ev.lobby is not None:
             self._sync_members()
             for peer_id, name, _ in ev.lobby.members:
@@ -105,6 +108,11 @@ class Match:
                     world.players[peer_id].name = name
         elif isinstance(ev, MessageReceived):
             self._send(game.apply_event(world, ev.peer_id, ev.body))
+
+    def _notice(self, text: str) -> None:
+        self.world.say(text)
+        self.notices.append(text)
+        del self.notices[:-NOTICES_KEPT]
 
     def _send(self, outgoing: list[game.Outgoing]) -> None:
         for out in outgoing:
@@ -165,4 +173,5 @@ class Match:
             "frames": self.frames,
             "gems": len(self.world.pickups),
             "gems_spawned": dict(self.world.gems_spawned),
+            "notices": list(self.notices),
         }
