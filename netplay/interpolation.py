@@ -172,6 +172,14 @@ class InterpolationBuffer:
         if not math.isfinite(local_time):
             raise ValueError(f"snapshot time must be finite, got {local_time!r}")
         times = self._times
+        if times and local_time > times[-1]:  # the usual case: newer than all held
+            self._observe(local_time - times[-1], received_at)
+            times.append(local_time)
+            self._states.append(state)
+            self._ticks.append(tick)
+            if len(times) > self.capacity:
+                del times[0], self._states[0], self._ticks[0]
+            return
         if times and local_time < times[-1] - max(_REBASE_GAP, 2 * self.max_delay):
             # Far older than the newest: no late packet is useful that late, so the time base
             # moved (the clock offset estimate changed, or the sender's clock restarted).

@@ -141,6 +141,22 @@ class RateMeter:
         return sum(self._slots) / span
 
 
+def _add_packet(size: RateMeter, count: RateMeter, now: float, nbytes: int) -> None:
+    """``size.add(now, nbytes); count.add(now)`` for two meters of the same window, with
+    one slice computation when both are in the current slice (every packet but one per
+    slice)."""
+    index = math.floor(now / size._width)
+    if index == size._index and index == count._index and size._n == count._n:
+        slot = index % size._n
+        size._slots[slot] += nbytes
+        size.total += nbytes
+        count._slots[slot] += 1.0
+        count.total += 1.0
+    else:
+        size.add(now, nbytes)
+        count.add(now)
+
+
 class StatsTracker:
     """Counts one peer's traffic; :meth:`snapshot` turns it into :class:`PeerStats`.
 
@@ -162,13 +178,11 @@ class StatsTracker:
 
     def on_send(self, now: float, nbytes: int) -> None:
         """A packet of ``nbytes`` was sent to the peer."""
-        self._bytes_out.add(now, nbytes)
-        self._packets_out.add(now)
+        _add_packet(self._bytes_out, self._packets_out, now, nbytes)
 
     def on_receive(self, now: float, nbytes: int) -> None:
         """A packet of ``nbytes`` arrived from the peer."""
-        self._bytes_in.add(now, nbytes)
-        self._packets_in.add(now)
+        _add_packet(self._bytes_in, self._packets_in, now, nbytes)
 
     def on_snapshot(self, now: float) -> None:
         """A snapshot arrived from the peer (whatever its verdict)."""
