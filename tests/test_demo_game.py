@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import random
+from pathlib import Path
+
+import netplay_demo
 
 from netplay_demo import game
 from netplay_demo.bots import Bot
@@ -133,6 +137,24 @@ def test_gems_from_a_non_host_are_ignored_and_host_migration_hands_them_over() -
     assert list(other.pickups) == ["a:1"]
 
 
+def test_the_new_hosts_gems_count_even_when_they_arrive_before_the_host_change() -> None:
+    # Peer b still thinks a is host when c's announcements (c took over) arrive.
+    world = make_world("b", "a", ("a", "c"))
+    apply_event(world, "a", {"t": "pickup", "id": "a:1", "x": 300, "y": 40})
+    apply_event(world, "c", {"t": "pickups", "items": [["a:1", 300, 40], ["c:1", 90, 90]]})
+    apply_event(world, "c", {"t": "pickup", "id": "c:2", "x": 500, "y": 500})
+    apply_event(world, "d", {"t": "pickup", "id": "d:1", "x": 10, "y": 10})  # not a player
+    assert list(world.pickups) == ["a:1"]
+    game.remove_player(world, "a")
+    assert game.set_host(world, "c") == []
+    assert list(world.pickups) == ["a:1", "c:1", "c:2"]
+    assert world.gems_spawned == {"a": 1, "c": 1}
+    assert world.early == {}
+    # Later announcements from the new host apply at once.
+    apply_event(world, "c", {"t": "pickup", "id": "c:3", "x": 500, "y": 90})
+    assert "c:3" in world.pickups
+
+
 def test_snapshots_round_trip_and_malformed_input_is_ignored() -> None:
     a = make_world("a", "a", ("b",))
     b = make_world("b", "a", ("a",))
@@ -192,3 +214,24 @@ def test_snapshot_blending_moves_smoothly_but_jumps_across_a_tag() -> None:
     assert game.lerp_snapshot(a, tagged, 0.4) == a
     assert game.lerp_snapshot(a, tagged, 0.6) == tagged
     assert game.lerp_snapshot(None, b, 0.5) == b
+
+
+def imported_packages(module: Path) -> set[str]:
+    """Top-level packages a module imports (relative imports as ``.name``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or "").split(".")[0])
+    return found
+
+
+def test_only_net_talks_to_netplay_and_the_rules_need_no_pygame() -> None:
+    package = Path(netplay_demo.__file__).parent
+    imports = {path.stem: imported_packages(path) for path in package.glob("*.py")}
+    assert {name for name, found in imports.items() if "netplay" in found} == {"net"}
+    for pure in ("game", "bots"):
+        assert not imports[pure] & {"pygame", "netplay", "signaling", ".net"}, pure
+    assert imports["controls"] <= {"__future__", "collections", "pygame"}  # keys to bits only
+    assert ".net" not in imports["render"] and ".match" not in imports["render"]

@@ -1,11 +1,12 @@
-"""The one-command demo end to end: embedded lobby, ``--bots`` processes, the window (SDL dummy
-driver), and the screenshot of a running match."""
+"""The one-command demo end to end: the installed ``netplay-demo`` console script, its embedded
+lobby, ``--bots`` processes, the window (SDL dummy driver), and the screenshot of a running
+match."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,11 @@ def test_one_command_hosts_an_embedded_lobby_with_bots_and_saves_a_screenshot(
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy",
                PYGAME_HIDE_SUPPORT_PROMPT="1")
     env.pop("DISPLAY", None)
+    # The console script pip installed next to this Python (the README's command).
+    script = Path(sysconfig.get_path("scripts")) / "netplay-demo"
+    assert script.is_file(), f"{script} is not installed"
     proc = subprocess.run(
-        [sys.executable, "-m", "netplay_demo", "--name", "alice", "--bots", "2",
+        [str(script), "--name", "alice", "--bots", "2",
          "--screenshot", str(shot), "--seconds", "60", "--net-graph", "--seed", "7"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=90)
     assert proc.returncode == 0, proc.stderr[-3000:]

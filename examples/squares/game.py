@@ -15,7 +15,8 @@ once travels as a reliable event, and exactly one peer decides it:
 ``chat``     a line of text for everyone's message area.
 
 So gems are owned by the host: when the host leaves, the new host announces its list and keeps
-spawning. Each player owns its own score and publishes it in its snapshot.
+spawning (a peer that hears the new host before it hears of the host change keeps those
+announcements until it does). Each player owns its own score and publishes it in its snapshot.
 
 :func:`step` advances the world by ``dt`` for the given inputs and :func:`apply_event` applies an
 event from a peer; both mutate the world for local effects and return :class:`Outgoing` messages
@@ -71,6 +72,8 @@ PICKUP_EVERY = 2.5
 MAX_PICKUPS = 4
 CLAIM_RETRY = 0.5
 MESSAGE_TIME = 5.0
+EARLY_KEPT = 8
+"""Gem announcements kept per peer that is not the host (yet); see ``World.early``."""
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (237, 85, 101),   # red
@@ -177,6 +180,9 @@ class World:
     time: float = 0.0
     next_pickup_in: float = 1.0
     serial: int = 0
+    early: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Gem announcements from a peer that is not the host here yet, per sender: the new host
+    may announce before the lobby's host change reaches this peer; they apply if it takes over."""
     gems_spawned: Counter[str] = field(default_factory=Counter)
     """Gems spawned by each host as this peer saw them: its own spawns while hosting, and the
     ``pickup`` announcements it accepted from the host (so a new host's gems show up here)."""
@@ -256,16 +262,22 @@ def add_player(world: World, peer_id: str, name: str, slot: int) -> Player:
 def remove_player(world: World, peer_id: str) -> None:
     """Forget a player that left; its bolts keep flying until they expire."""
     world.players.pop(peer_id, None)
+    world.early.pop(peer_id, None)
 
 
 def set_host(world: World, host_id: str) -> list[Outgoing]:
-    """Record a new host. A peer that becomes host announces its gem list to everyone."""
+    """Record a new host. A peer that becomes host announces its gem list to everyone; any
+    other peer applies the gem announcements the new host made before this change reached it."""
     if host_id == world.host_id:
         return []
     world.host_id = host_id
+    early = world.early.pop(host_id, [])
+    world.early.clear()
     if world.is_host:
         world.next_pickup_in = min(world.next_pickup_in, PICKUP_EVERY)
         return [Outgoing(_pickups_event(world))]
+    for event in early:
+        apply_event(world, host_id, event)
     return []
 
 
@@ -520,15 +532,18 @@ def _apply(world: World, sender: str, event: dict[str, Any]) -> list[Outgoing]:
         victim = world.players.get(sender)
         if victim is not None:
             _tagged(world, victim, str(event["by"]))
+    elif kind in ("pickup", "pickups") and sender != world.host_id:
+        if sender != world.me and sender in world.players:
+            kept = world.early.setdefault(sender, [])
+            kept.append(event)
+            del kept[:-EARLY_KEPT]
     elif kind == "pickup":
-        if sender == world.host_id:
-            pickup_id = str(event["id"])
-            world.pickups[pickup_id] = Pickup(pickup_id, float(event["x"]), float(event["y"]))
-            world.gems_spawned[sender] += 1
+        pickup_id = str(event["id"])
+        world.pickups[pickup_id] = Pickup(pickup_id, float(event["x"]), float(event["y"]))
+        world.gems_spawned[sender] += 1
     elif kind == "pickups":
-        if sender == world.host_id:
-            world.pickups = {str(i): Pickup(str(i), float(x), float(y))
-                             for i, x, y in event["items"]}
+        world.pickups = {str(i): Pickup(str(i), float(x), float(y))
+                         for i, x, y in event["items"]}
     elif kind == "claim":
         if world.is_host:
             return _grant(world, str(event["id"]), sender)
