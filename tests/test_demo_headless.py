@@ -3,7 +3,8 @@
 A host and two joiners play for a few seconds; each must see the other two and receive snapshots
 and reliable events from each. Then the host process is killed (SIGKILL): the two others must
 report the host change, show the drop and the new host as messages, keep exchanging snapshots
-and events, and get gems from the new host.
+and events, and get gems from the new host. Also: --lag/--loss and --preset condition a
+player's links, quick match pairs two players, --seconds ends a player by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from netplay_demo.match import leave_text
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +77,10 @@ class Demo:
     def finish(self, timeout: float = 20) -> dict[str, Any]:
         """SIGTERM (a clean leave) and return the final summary, the last JSON line."""
         self.proc.send_signal(signal.SIGTERM)
+        return self.summary(timeout)
+
+    def summary(self, timeout: float) -> dict[str, Any]:
+        """Wait for the process to end on its own; return its summary, the last JSON line."""
         self.proc.wait(timeout=timeout)
         last: dict[str, Any] | None = None
         while True:
@@ -166,6 +173,8 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
     # new host's id, which was zero before the kill).
     a, b = joiners
     new_hosts = []
+    dropped = {leave_text("host", why) for why in ("timed_out", "connection_failed",
+                                                   "disconnected")}
     for me, other in ((a, b), (b, a)):
         def after_migration(status: dict[str, Any], other_id: str = ids[other.name]) -> bool:
             since = status["since_last_host_change"]
@@ -173,7 +182,7 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
                     and since["snapshots_received"].get(other_id, 0) > 0
                     and since["events_received"].get(other_id, 0) > 0
                     and status["gems_spawned"].get(status["host"], 0) > 0
-                    and any(n.startswith("host left (") for n in status["notices"])
+                    and any(n in dropped for n in status["notices"])
                     and any(n.endswith(" the host now") for n in status["notices"]))
         new_hosts.append(me.wait_status(after_migration, deadline)["host"])
     assert new_hosts[0] == new_hosts[1] in (ids[a.name], ids[b.name])
@@ -184,8 +193,12 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         expected = ("you are" if new_host_name == me.name else f"{new_host_name} is")
         assert f"{expected} the host now" in notices, notices
 
-    # Each ends cleanly with a summary; the first to leave may hand the host to the other.
+    # Each ends cleanly with a summary; the first to leave may hand the host to the other, who
+    # shows it as a plain leave (not a drop) before ending too.
     for demo in joiners:
+        if demo is b:
+            b.wait_status(lambda status: leave_text(a.name, "left") in status["notices"],
+                          deadline)
         final = demo.finish()
         other_id = ids[b.name if demo is a else a.name]
         assert final["host_changes"][0] == new_hosts[0]
@@ -237,9 +250,26 @@ def test_quick_match_puts_two_players_in_one_lobby(lobby_factory: Any,
     demos.append(first)
     created = first.next_line(deadline)
     assert created["host"] == created["peer_id"]  # nobody to match with: it made a lobby
-    second = Demo(lobby.url, "second", "--quick", "--seed", "8")
+    second = Demo(lobby.url, "second", "--quick", "--seed", "8", "--preset", "mobile")
     demos.append(second)
     matched = second.next_line(deadline)
     assert matched["lobby"] == created["lobby"] and matched["host"] == created["peer_id"]
-    first.wait_status(hears_from([matched["peer_id"]]), deadline)
     second.wait_status(hears_from([created["peer_id"]]), deadline)
+
+    # --preset mobile (60 ms each way) is on all of second's links from the start: first
+    # measures an RTT of about 2 x 60 ms to it (checked with margin).
+    def lagged(status: dict[str, Any], peer: str = matched["peer_id"]) -> bool:
+        rtt = status["stats"].get(peer, {}).get("rtt_ms")
+        return hears_from([peer])(status) and rtt is not None and rtt >= 80
+    first.wait_status(lagged, deadline)
+
+
+def test_seconds_ends_a_headless_player_by_itself_with_a_summary(lobby: Any,
+                                                                 demos: list[Demo]) -> None:
+    solo = Demo(lobby.url, "solo", "--host", "--private", "--seconds", "2", "--seed", "9")
+    demos.append(solo)
+    hello = solo.next_line(time.monotonic() + DEADLINE)
+    final = solo.summary(timeout=DEADLINE)
+    assert final["peer_id"] == hello["peer_id"] == final["host"]
+    assert final["lobby"] == hello["lobby"] and final["name"] == "solo"
+    assert final["peers_seen"] == [] and final["frames"] > 0

@@ -39,7 +39,7 @@ def match_world() -> World:
     apply_event(world, "b", {"t": "shot", "id": "b:1", "x": 450, "y": 300, "vx": -500, "vy": 0})
     for _ in range(80):
         step(world, {"a": 0}, 0.05)
-    world.say("carol left (timed_out)")
+    world.say("carol dropped (timed out)")
     return world
 
 

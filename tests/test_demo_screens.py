@@ -192,7 +192,7 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     assert alice.lobby is None
     play_b = drive["bob"]
     assert isinstance(play_b, PlayScreen)
-    drive.until(lambda: any("alice left" in m for _, m in play_b.match.world.messages)
+    drive.until(lambda: any(m == "alice left" for _, m in play_b.match.world.messages)
                 and "alice" not in [p.name for p in play_b.match.world.players.values()],
                 "bob sees alice leave")
     drive.until(lambda: play_b.match.world.host_id != alice_id, "the host moves on")

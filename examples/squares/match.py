@@ -24,7 +24,7 @@ from .net import (
 )
 from .render import HudInfo, NetRow
 
-__all__ = ["Match"]
+__all__ = ["Match", "leave_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,19 @@ RTT_HISTORY = 90
 """RTT samples kept per peer for the net graph plot (one per STATS_EVERY frames)."""
 STATS_EVERY = 10
 NOTICES_KEPT = 20
+
+_LEAVES = {
+    "left": "left",
+    "kicked": "was kicked",
+    "timed_out": "dropped (timed out)",
+    "connection_failed": "dropped (connection failed)",
+    "disconnected": "dropped (disconnected)",
+}
+
+
+def leave_text(name: str, reason: str) -> str:
+    """The message shown when a peer is gone: ``"bob left"``, ``"bob dropped (timed out)"``."""
+    return f"{name} {_LEAVES.get(reason, f'left ({reason})')}"
 
 
 class Match:
@@ -96,7 +109,7 @@ class Match:
             name = world.name_of(ev.peer_id)
             game.remove_player(world, ev.peer_id)
             self.rtt_history.pop(ev.peer_id, None)
-            self._notice(f"{name} left ({ev.reason.replace('_', ' ')})")
+            self._notice(leave_text(name, ev.reason))
         elif isinstance(ev, HostChanged):
             self._send(game.set_host(world, ev.host))
             who = "you are" if ev.is_me else f"{world.name_of(ev.host)} is"
