@@ -168,6 +168,14 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     hud = play_a.match.hud(ctx_a.show_net_graph, 60.0)
     assert sorted(row.name for row in hud.net_rows) == ["bob", "carol"]
 
+    # Every net graph row fills in: RTT, jitter, loss, kbps both ways, the interpolation delay
+    # of netplay's buffer the remote squares are drawn from, and the RTT plot's samples.
+    def graph_filled() -> bool:
+        return all(None not in (row.rtt_ms, row.jitter_ms, row.loss, row.kbps_in, row.kbps_out,
+                                row.interp_ms) and len(row.rtt_history) >= 2
+                   for row in play_a.match.hud(True, 60.0).net_rows)
+    drive.until(graph_filled, "the net graph fills in")
+
     # Two more presses: "awful" (150 ms each way, 10% loss) on all of alice's links, both
     # directions. Alice's net graph shows the RTT grow and the loss of what she receives; bob
     # measures the longer RTT to her too. One more press turns the conditioner off again.
