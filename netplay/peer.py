@@ -26,7 +26,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from . import _ice, _sctp
+from . import _closing, _ice, _sctp
 from .config import MeshConfig
 from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId
 
@@ -261,6 +261,7 @@ class PeerLink:
         """Close the connection; no callback runs afterwards. Idempotent."""
         self.closed = True
         await self.pc.close()
+        await _closing.finish_close(self.pc)  # tasks aiortc/aioice leave when closed mid-connect
         if self.conditioner is not None:
             self.conditioner.close()
         await asyncio.sleep(0)

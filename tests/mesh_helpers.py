@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from aiortc import RTCPeerConnection
 
 import netplay
 from netplay.mesh import Mesh
@@ -65,3 +68,20 @@ async def full_mesh(lobby: Any, n: int, *, timeout: float = 20.0, game: str = "t
         for mesh in meshes:
             assert_loopback_only(mesh)
         yield meshes
+    assert_clean_shutdown()
+
+
+def open_peer_connections() -> list[RTCPeerConnection]:
+    """Every RTCPeerConnection still alive in this process that is not closed."""
+    return [o for o in gc.get_objects()
+            if issubclass(type(o), RTCPeerConnection) and o.connectionState != "closed"]
+
+
+def assert_clean_shutdown() -> None:
+    """Once every mesh is closed: no asyncio task left but the caller's own, and no
+    RTCPeerConnection (of this test or any earlier one) left open."""
+    me = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not me]
+    assert not left, f"tasks left running after close: {left}"
+    still_open = open_peer_connections()
+    assert not still_open, f"peer connections left open after close: {still_open}"
