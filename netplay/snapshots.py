@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netplay.errors import ProtocolError
-from netplay.seq import SEQ_HALF, is_seq, seq_diff
+from netplay.seq import SEQ_HALF, SEQ_MOD, seq_diff
 
 __all__ = ["Snapshot", "SnapshotBuffer", "Verdict"]
 
@@ -128,11 +128,11 @@ class SnapshotBuffer:
         Raises :class:`~netplay.errors.ProtocolError` for a malformed envelope (sequence number
         out of range, non-integer tick, non-finite timestamp).
         """
-        if not is_seq(seq):
+        if type(seq) is not int or not 0 <= seq < SEQ_MOD:  # is_seq(), written out
             raise ProtocolError(f"snapshot sequence number must be an int in 0..65535: {seq!r}")
         if type(tick) is not int:
             raise ProtocolError(f"snapshot tick must be an int, got {tick!r}")
-        if not isinstance(sent_at, int | float) or not math.isfinite(sent_at):
+        if not isinstance(sent_at, (int, float)) or not math.isfinite(sent_at):
             raise ProtocolError(f"snapshot timestamp must be a finite number, got {sent_at!r}")
         latest = self._latest
         if latest is None:

@@ -41,7 +41,7 @@ import msgpack
 
 from ._unpack import DEFAULT_LIMITS, UnpackLimits, unpack
 from .errors import ProtocolError
-from .seq import is_seq
+from .seq import SEQ_MOD, is_seq
 
 __all__ = [
     "ALIAS",
@@ -237,8 +237,11 @@ def pack_state_frame(seq: int, sent_at: float, echo: tuple[float, float] | None,
     return _STATE_PREFIX + head[:-1] + body
 
 
+_TIME_TYPES = (float, int)
+
+
 def _is_time(value: Any) -> bool:
-    return type(value) in (float, int) and value == value and abs(value) < 1e12
+    return type(value) in _TIME_TYPES and value == value and abs(value) < 1e12
 
 
 def unpack_state(frame: bytes) -> StateDatagram:
@@ -263,19 +266,20 @@ def unpack_state_fields(frame: bytes) -> StateFields:
     if not isinstance(fields, list) or len(fields) != 5:
         raise ProtocolError("state datagram is not a 5-element array")
     seq, sent_at, echo, ack, snap = fields
-    if not is_seq(seq) or not _is_time(sent_at):
+    # is_seq() and _is_time() written out: this runs for every datagram
+    if not (type(seq) is int and 0 <= seq < SEQ_MOD and type(sent_at) in _TIME_TYPES
+            and sent_at == sent_at and -1e12 < sent_at < 1e12):
         raise ProtocolError("state datagram: bad seq or sent_at")
-    if echo is not None and not (
-        isinstance(echo, list) and len(echo) == 2 and _is_time(echo[0]) and _is_time(echo[1])
-    ):
-        raise ProtocolError("state datagram: bad echo")
-    if ack is not None and not is_seq(ack):
+    if echo is not None:
+        if not (isinstance(echo, list) and len(echo) == 2 and _is_time(echo[0])
+                and _is_time(echo[1])):
+            raise ProtocolError("state datagram: bad echo")
+        echo = (float(echo[0]), float(echo[1]))
+    if ack is not None and not (type(ack) is int and 0 <= ack < SEQ_MOD):
         raise ProtocolError("state datagram: bad ack")
-    snapshot = None
     if snap is not None:
         if not (isinstance(snap, list) and len(snap) == 4 and is_seq(snap[0])
                 and type(snap[1]) is int and (snap[2] is None or is_seq(snap[2]))):
             raise ProtocolError("state datagram: bad snapshot")
-        snapshot = (snap[0], snap[1], snap[2], snap[3])
-    return (seq, float(sent_at), None if echo is None else (float(echo[0]), float(echo[1])),
-            ack, snapshot)
+        snap = (snap[0], snap[1], snap[2], snap[3])
+    return seq, float(sent_at), echo, ack, snap
