@@ -219,6 +219,10 @@ def pack_state(datagram: StateDatagram) -> bytes:
 
 
 _STATE_PREFIX = bytes((STATE,))
+_pack_header = msgpack.Packer(use_bin_type=True).pack
+"""Packs the ints, floats and Nones of a datagram's header. One shared Packer is safe across
+threads here: packing those types runs no Python code, so no other thread can run
+in between (:func:`pack_body` packs game values, which may, with a fresh Packer)."""
 
 
 def pack_state_frame(seq: int, sent_at: float, echo: tuple[float, float] | None,
@@ -230,10 +234,12 @@ def pack_state_frame(seq: int, sent_at: float, echo: tuple[float, float] | None,
     same as :func:`pack_state`'s: msgpack values are concatenated, so the body's encoding is
     appended where the header's last element (a nil placeholder) was.
     """
+    head: bytes
     if snapshot is None:
-        return _STATE_PREFIX + msgpack.packb((seq, sent_at, echo, ack, None))  # type: ignore[no-any-return]
+        head = _pack_header((seq, sent_at, echo, ack, None))
+        return _STATE_PREFIX + head
     snap_seq, tick, baseline = snapshot
-    head: bytes = msgpack.packb((seq, sent_at, echo, ack, (snap_seq, tick, baseline, None)))
+    head = _pack_header((seq, sent_at, echo, ack, (snap_seq, tick, baseline, None)))
     return _STATE_PREFIX + head[:-1] + body
 
 

@@ -100,6 +100,27 @@ def test_state_frame_with_a_packed_body_is_pack_state(body: object, seq: int, ac
         wire.StateDatagram(seq, 3.75, e, ack))
 
 
+def test_state_frames_packed_from_several_threads_at_once_stay_intact() -> None:
+    import threading
+
+    body = wire.pack_body({"x": list(range(50))})
+    frames: dict[int, set[bytes]] = {}
+
+    def work(k: int) -> None:
+        got = frames.setdefault(k, set())
+        for _ in range(2000):
+            got.add(wire.pack_state_frame(k, k + 0.5, (1.0, 2.0), k, (k, k, None), body))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, got in frames.items():
+        assert got == {wire.pack_state(wire.StateDatagram(
+            k, k + 0.5, (1.0, 2.0), k, wire.Snapshot(k, k, None, {"x": list(range(50))})))}
+
+
 def test_state_datagram_round_trip() -> None:
     full = wire.StateDatagram(65535, 12.5, (1.0, 2.25), 3, wire.Snapshot(9, -4, None, {"x": [1]}))
     assert wire.unpack_state(wire.pack_state(full)) == full
