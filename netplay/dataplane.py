@@ -1,8 +1,9 @@
 """The data plane of a :class:`~netplay.Mesh`: sending, receiving, heartbeats, bad input.
 
 - State: :meth:`DataPlane.send_state` only records the newest snapshot per peer; one datagram
-  per peer goes out at most ``send_rate_hz`` times a second, and not while aiortc still holds
-  an earlier state datagram for that peer (so the game never builds latency). Heartbeats fill
+  per peer goes out at most ``send_rate_hz`` times a second (at once when the peer's last one
+  left longer ago than that), and not while aiortc still holds an earlier state datagram for
+  that peer (so the game never builds latency). Heartbeats fill
   the gaps every ``heartbeat_interval``, and silence for ``disconnect_timeout`` takes a peer
   down ("timed_out").
 - Reliable channels: fragmented and paced by :class:`~netplay.channels.ReliableSender`.
@@ -123,8 +124,9 @@ class DataPlane:
                    ) -> bool:
         """Send ``state`` unreliably to ``to`` or every connected peer; newest wins.
 
-        Never blocks: the state waits for the peer's next datagram (at most ``send_rate_hz``
-        per second) and replaces any state still waiting. ``tick`` defaults to a counter.
+        Never blocks: the state goes out at once to a peer whose last datagram left at least
+        ``1 / send_rate_hz`` ago; otherwise it waits for that peer's next datagram and replaces
+        any state still waiting (newest wins). ``tick`` defaults to a counter.
         The value is encoded (and, with delta compression, copied) once, here, for every
         receiver: mutating it afterwards does not change what is sent. Returns False when no
         connected peer was addressed.
@@ -151,14 +153,19 @@ class DataPlane:
         return bool(targets)
 
     def _schedule_flush(self, r: Remote) -> None:
+        """Send ``r``'s pending snapshot now if its tick budget allows, else when it does.
+
+        Now means in this call, not in a ``call_soon`` callback: a callback would run only
+        after whatever else is ready in the loop (incoming datagrams, each ~0.1 ms in aiortc),
+        which in a busy mesh delayed every snapshot by the others' processing.
+        """
         if r.flush_handle is not None:
             return
-        loop = asyncio.get_running_loop()
         wait = flush_delay(r.state.last_sent, time.monotonic(), self.config.send_rate_hz)
         if wait > 0.0:
-            r.flush_handle = loop.call_later(wait, self._flush, r)
+            r.flush_handle = asyncio.get_running_loop().call_later(wait, self._flush, r)
         else:
-            r.flush_handle = loop.call_soon(self._flush, r)
+            self._flush(r)
 
     def _flush(self, r: Remote) -> None:
         r.flush_handle = None

@@ -43,31 +43,32 @@ class FakeLoop:
 
 
 def schedule(monkeypatch: pytest.MonkeyPatch, last_sent: float, rate: float
-             ) -> tuple[FakeLoop, Any]:
+             ) -> tuple[FakeLoop, Any, list[Any]]:
     loop = FakeLoop()
     monkeypatch.setattr(dataplane.asyncio, "get_running_loop", lambda: loop)
+    flushed: list[Any] = []
     plane: Any = SimpleNamespace(config=SimpleNamespace(send_rate_hz=rate),
-                                 _flush=lambda r: None)
+                                 _flush=flushed.append)
     remote: Any = SimpleNamespace(flush_handle=None, state=SimpleNamespace(last_sent=last_sent))
     DataPlane._schedule_flush(plane, remote)
-    return loop, remote
+    return loop, remote, flushed
 
 
-def test_flush_goes_out_with_call_soon_when_the_budget_allows(
+def test_flush_goes_out_in_the_call_when_the_budget_allows(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    loop, remote = schedule(monkeypatch, time.monotonic() - 1.0, 30.0)
-    assert loop.calls == [("soon", None)]
-    assert remote.flush_handle == "handle"
-    loop, _ = schedule(monkeypatch, float("-inf"), 30.0)
-    assert loop.calls == [("soon", None)]
+    loop, remote, flushed = schedule(monkeypatch, time.monotonic() - 1.0, 30.0)
+    assert loop.calls == [] and flushed == [remote]
+    loop, remote, flushed = schedule(monkeypatch, float("-inf"), 30.0)
+    assert loop.calls == [] and flushed == [remote]
 
 
 def test_flush_waits_the_rest_of_the_tick_measured_on_the_monotonic_clock(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    loop, _ = schedule(monkeypatch, time.monotonic(), 10.0)
+    loop, remote, flushed = schedule(monkeypatch, time.monotonic(), 10.0)
     [(kind, delay)] = loop.calls
     assert kind == "later"
     assert delay is not None and 0.0 < delay <= 0.1
+    assert flushed == [] and remote.flush_handle == "handle"
 
 
 def test_a_pending_flush_is_not_scheduled_twice(monkeypatch: pytest.MonkeyPatch) -> None:
