@@ -41,7 +41,11 @@ __all__ = ["DataPlane"]
 logger = logging.getLogger(__name__)
 
 STATE_BUFFER_LIMIT = 4096
-"""State bytes aiortc may hold for one peer before the next state datagram is held back."""
+"""Bytes aiortc may hold on an unreliable channel before heartbeats and unreliable messages
+are held back. (A state datagram waits while aiortc holds any earlier one.)"""
+STATE_QUEUE_DELAY = 0.1
+"""Seconds beyond the smallest recent RTT a state datagram may go unacknowledged before the
+next one is held back (it is queueing somewhere: the link is slower than the game sends)."""
 BYE_LINGER = 0.3
 
 
@@ -172,13 +176,17 @@ class DataPlane:
         link = r.link
         if link is None or not r.connected:
             return
-        if link.buffered(0) > STATE_BUFFER_LIMIT:
-            # aiortc still holds earlier datagrams (a congested link): try again next tick,
-            # keeping only the newest snapshot.
+        now = time.monotonic()
+        if link.buffered(0) > 0 or (
+                link.in_flight_age(0) > (r.state.clock.rtt_min or 0.0) + STATE_QUEUE_DELAY
+                and now - r.state.last_sent < self.config.heartbeat_interval):
+            # aiortc still holds an earlier datagram, or they queue in the network (a slow
+            # link): try again next tick, keeping only the newest snapshot. A heartbeat's
+            # worth of waiting lets one through (its SACKs report losses, ending the wait).
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
             return
-        self._send_datagram(r, time.monotonic())
+        self._send_datagram(r, now)
 
     def _send_datagram(self, r: Remote, now: float) -> None:
         assert r.link is not None

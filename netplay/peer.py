@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +210,12 @@ class PeerLink:
 
         receive_sack._netplay = True  # type: ignore[attr-defined]
         sctp._receive_sack_chunk = receive_sack  # type: ignore[method-assign,union-attr]
+
+    def in_flight_age(self, index: int) -> float:
+        """Seconds since the oldest unacknowledged message of this channel left for the
+        network (0.0 when none); see :func:`netplay._sctp.in_flight_age`."""
+        sctp = self.pc.sctp
+        return 0.0 if sctp is None else _sctp.in_flight_age(sctp, index, time.time())
 
     def reliable_room(self, index: int) -> int:
         """Bytes that may be handed to aiortc now without queueing behind the congestion
