@@ -26,7 +26,7 @@ from netplay_demo.match import leave_text
 
 pytestmark = pytest.mark.slow
 
-DEADLINE = 45.0
+DEADLINE = 60.0
 
 
 class Demo:
@@ -63,7 +63,8 @@ class Demo:
         try:
             return self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            pytest.fail(f"{self.name}: no JSON line in time; rc={self.proc.poll()} stderr:\n"
+            pytest.fail(f"{self.name}: no JSON line in time; rc={self.proc.poll()} "
+                        f"last status: {self.last_status}\nstderr:\n"
                         + "".join(self.stderr[-40:]))
 
     def wait_status(self, check: Callable[[dict[str, Any]], bool], deadline: float) -> dict:
@@ -117,6 +118,24 @@ class Demo:
                 stream.close()
 
 
+def any_status(demos: tuple[Demo, ...], check: Callable[[dict[str, Any]], bool],
+               deadline: float) -> Demo:
+    """Read the status lines of all ``demos`` until one satisfies ``check``; return that one."""
+    while True:
+        for demo in demos:
+            if demo.last_status and check(demo.last_status):
+                return demo
+        for demo in demos:
+            try:
+                line = demo.lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if "status" in line:
+                demo.last_status = line["status"]
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting for a status")
+
+
 @pytest.fixture
 def demos() -> Iterator[list[Demo]]:
     started: list[Demo] = []
@@ -151,11 +170,13 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         ids[joiner.name] = line["peer_id"]
     assert len(set(ids.values())) == 3
 
-    # Everyone sees the other two and hears snapshots and events from each; the host spawns
-    # the gems, and only the host.
+    # Everyone sees the other two and hears snapshots and events from each: their hello in the
+    # chat and their shots; the host spawns the gems, and only the host.
     def hears_and_has_gems(others: list[str]) -> Callable[[dict[str, Any]], bool]:
         def check(status: dict[str, Any]) -> bool:
-            return hears_from(others)(status) and status["gems_spawned"].get(host_id, 0) > 0
+            kinds = status["events_by_kind"]
+            return (hears_from(others)(status) and status["gems_spawned"].get(host_id, 0) > 0
+                    and all({"chat", "shot"} <= set(kinds.get(p, {})) for p in others))
         return check
 
     for demo in (host, *joiners):
@@ -165,6 +186,11 @@ def test_three_processes_play_and_survive_the_host_being_killed(lobby: Any,
         assert status["peer_id"] == ids[demo.name]
         assert status["host"] == host_id
         assert list(status["gems_spawned"]) == [host_id]
+
+    # Sooner or later a bolt tags a square of another process: the victim's "hit" event.
+    def tagged_over_the_network(status: dict[str, Any]) -> bool:
+        return any("hit" in kinds for kinds in status["events_by_kind"].values())
+    any_status((host, *joiners), tagged_over_the_network, deadline)
 
     host.kill()
 

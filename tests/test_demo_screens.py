@@ -152,10 +152,19 @@ def test_host_join_by_code_start_browse_and_play(surface: pygame.Surface,
     drive.until(lambda: isinstance(drive["carol"], PlayScreen), "carol enters the match")
 
     def everyone_sees_everyone() -> bool:
-        worlds = [s.match.world for s in drive.screens.values() if isinstance(s, PlayScreen)]
-        return len(worlds) == 3 and all(len(w.players) == 3 for w in worlds)
+        matches = [s.match for s in drive.screens.values() if isinstance(s, PlayScreen)]
+        return len(matches) == 3 and all(len(m.world.players) == 3 for m in matches)
 
     drive.until(everyone_sees_everyone, "three players in every world")
+
+    # Everyone's hello reaches everyone, whether sent while the other was still in the waiting
+    # room (alice and bob to each other) or as the other joined the running match (carol).
+    def everyone_greeted() -> bool:
+        matches = [s.match for s in drive.screens.values() if isinstance(s, PlayScreen)]
+        return all(sum(kinds["chat"] for kinds in m.event_kinds.values()) == 2
+                   and len(m.event_kinds) == 2 for m in matches)
+
+    drive.until(everyone_greeted, "every hello arrives")
 
     # F3 shows the net graph, F4 switches the link conditioner preset.
     play_a = drive["alice"]

@@ -137,9 +137,10 @@ def run_headless(net: NetSession, args: argparse.Namespace,
     lobby = net.lobby
     assert lobby is not None
     announce({"lobby": lobby.code, "peer_id": net.peer_id, "host": lobby.host})
+    # The waits read the lobby state only: the network events wait in the queue for the match
+    # (a peer already playing may greet us before we see that the match started).
     if lobby.host == net.peer_id and not lobby.started:
         def enough() -> bool:
-            net.poll()
             lobby = net.lobby
             return lobby is not None and len(lobby.members) >= args.start_at
 
@@ -147,7 +148,6 @@ def run_headless(net: NetSession, args: argparse.Namespace,
         net.start_match()
     else:
         def started() -> bool:
-            net.poll()
             lobby = net.lobby
             return lobby is not None and (lobby.started or lobby.host == net.peer_id)
 

@@ -507,9 +507,9 @@ def welcome(world: World, peer_id: str) -> list[Outgoing]:
     return [Outgoing(_pickups_event(world), to=peer_id)]
 
 
-def chat(text: str) -> Outgoing:
-    """A chat line for everyone."""
-    return Outgoing({"t": "chat", "text": text[:40]})
+def chat(text: str, to: str | None = None) -> Outgoing:
+    """A chat line for one peer, or everyone."""
+    return Outgoing({"t": "chat", "text": text[:40]}, to=to)
 
 
 def apply_event(world: World, sender: str, event: Any) -> list[Outgoing]:

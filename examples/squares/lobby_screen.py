@@ -15,7 +15,7 @@ import pygame
 
 from . import render
 from .game import PALETTE
-from .net import LobbyChanged, LobbyRow
+from .net import LobbyRow
 from .screens import Context, PlayScreen, Screen
 
 __all__ = [
@@ -249,10 +249,9 @@ class WaitingRoom(Screen):
         net = self.ctx.net
         if self.leave:
             return leave_lobby(self.ctx)
+        # The lobby state only: network events wait in the queue for the match (a peer already
+        # playing may greet us before we see that the match started).
         lobby = net.lobby
-        for ev in net.poll():
-            if isinstance(ev, LobbyChanged):
-                lobby = ev.lobby
         if lobby is None:
             return MainMenu(self.ctx, "the lobby closed")
         if lobby.started:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
+from collections import Counter, defaultdict, deque
 from typing import Any
 
 from . import game
@@ -60,12 +60,15 @@ class Match:
         self.rtt_history: dict[str, deque[float]] = {}
         self.notices: list[str] = []
         """The membership messages shown (joins, leaves with their reason, host changes)."""
+        self.event_kinds: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        """Game events received, per sender and kind (``shot``, ``hit``, ``pickup``, ...)."""
         self._slots: dict[str, int] = {}
+        self._greeted: set[str] = set()
         self._sync_members()
         game.add_player(self.world, net.peer_id, net.name_of(net.peer_id), self._slot(net.peer_id))
         for peer_id in net.peers:
             self._add(peer_id, net.name_of(peer_id))
-        self._send([game.chat("hi all, good luck!")])
+            self._greet(peer_id)
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -79,6 +82,13 @@ class Match:
 
     def _add(self, peer_id: str, name: str) -> None:
         game.add_player(self.world, peer_id, name, self._slot(peer_id))
+
+    def _greet(self, peer_id: str) -> None:
+        # Once per peer, when its link is up: a peer whose link opens after the match started
+        # would miss a hello broadcast at the start.
+        if peer_id not in self._greeted:
+            self._greeted.add(peer_id)
+            self._send([game.chat("hi, good luck!", to=peer_id)])
 
     # --- per frame ----------------------------------------------------------------------------
 
@@ -105,7 +115,10 @@ class Match:
             if fresh:
                 self._notice(f"{ev.name} joined")
             self._send(game.welcome(world, ev.peer_id))
+            self._greet(ev.peer_id)
         elif isinstance(ev, PeerLeft):
+            if ev.peer_id not in world.players:
+                return  # not in this match (a lobby we left earlier)
             name = world.name_of(ev.peer_id)
             game.remove_player(world, ev.peer_id)
             self.rtt_history.pop(ev.peer_id, None)
@@ -120,6 +133,10 @@ class Match:
                 if peer_id in world.players:
                     world.players[peer_id].name = name
         elif isinstance(ev, MessageReceived):
+            if ev.peer_id not in world.players:
+                return  # not in this match: a late event from a lobby we left earlier
+            kind = ev.body.get("t") if isinstance(ev.body, dict) else None
+            self.event_kinds[ev.peer_id][str(kind)] += 1
             self._send(game.apply_event(world, ev.peer_id, ev.body))
 
     def _notice(self, text: str) -> None:
@@ -175,6 +192,7 @@ class Match:
             "peers_connected": self.net.peers,
             "snapshots_received": dict(counters.snapshots),
             "events_received": dict(counters.events),
+            "events_by_kind": {peer: dict(kinds) for peer, kinds in self.event_kinds.items()},
             "host_changes": list(counters.host_changes),
             "since_last_host_change": {
                 "snapshots_received": dict(counters.snapshots_since_host_change),
