@@ -283,13 +283,16 @@ class DeltaEncoder:
         ``copy=False`` only for a state that will never be mutated (for example one copy shared
         by the encoders of all receivers).
         """
-        if not is_seq(seq):
+        if type(seq) is not int or not 0 <= seq < SEQ_MOD:  # is_seq(), written out
             raise ValueError(f"sequence number must be an int in 0..65535, got {seq!r}")
-        if self._last_seq is not None and not seq_gt(seq, self._last_seq):
-            raise ValueError(f"sequence numbers must increase: {seq} after {self._last_seq}")
+        last = self._last_seq
+        if last is not None and not 0 < (seq - last) & _SEQ_MASK < SEQ_HALF:  # seq_gt()
+            raise ValueError(f"sequence numbers must increase: {seq} after {last}")
         self._last_seq = seq
-        self._prune(seq)
-        self._sent[seq] = copy_state(state) if copy else state
+        sent = self._sent
+        if sent and (seq - next(iter(sent))) & _SEQ_MASK > self.max_baseline_age:
+            self._prune(seq)  # only when the oldest held state is too old
+        sent[seq] = copy_state(state) if copy else state
         baseline = self._acked
         if baseline is None:
             self.full_count += 1
@@ -367,7 +370,8 @@ class DeltaDecoder:
         baseline is unknown (never decoded or too old) or not older than ``seq``, or the delta
         does not apply.
         """
-        _check_seq(seq, "snapshot seq")
+        if type(seq) is not int or not 0 <= seq < SEQ_MOD:
+            _check_seq(seq, "snapshot seq")
         if baseline is None:
             state = body
         else:
@@ -380,7 +384,7 @@ class DeltaDecoder:
         limit = self.history
         states = self._states
         newest = self._newest
-        if newest is None or seq_gt(seq, newest):
+        if newest is None or 0 < (seq - newest) & _SEQ_MASK < SEQ_HALF:  # seq_gt(seq, newest)
             self._newest = seq
             states[seq] = state
             # ((seq - s) mod 2**16) <= limit  <=>  0 <= seq_diff(seq, s) <= limit. The dict
@@ -394,7 +398,9 @@ class DeltaDecoder:
             if late:
                 self._states = dict(sorted(states.items(),
                                            key=lambda item: -((newest - item[0]) & _SEQ_MASK)))
-        return copy_state(state) if copy else state
+        if not copy or type(state) in _ATOMS:
+            return state
+        return copy_state(state)
 
     def reset(self) -> None:
         """Forget all decoded states."""

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from netplay.errors import ProtocolError
-from netplay.seq import SEQ_HALF, SEQ_MOD, seq_diff
+from netplay.seq import SEQ_HALF, SEQ_MOD
 
 __all__ = ["Snapshot", "SnapshotBuffer", "Verdict"]
 
 logger = logging.getLogger(__name__)
+
+_MASK = SEQ_MOD - 1
 
 
 class Verdict(enum.Enum):
@@ -137,7 +139,9 @@ class SnapshotBuffer:
         latest = self._latest
         if latest is None:
             return self._accept(Snapshot(seq, tick, float(sent_at), received_at, payload), 1)
-        d = seq_diff(seq, latest.seq)
+        d = (seq - latest.seq) & _MASK  # seq_diff(seq, latest.seq), both checked already
+        if d > SEQ_HALF:
+            d -= SEQ_MOD
         if 0 < d < SEQ_HALF:
             return self._accept(Snapshot(seq, tick, float(sent_at), received_at, payload), d)
         behind = -d  # 0 for the current one; exactly SEQ_HALF apart (d > 0) is too old
