@@ -47,6 +47,7 @@ _INTERVAL_GAIN = 1 / 8
 _REBASE_GAP = 1.0  # seconds; an add this far behind the newest means the time base changed
 _MAX_INTERVAL_SAMPLE = 1.0  # seconds; longer gaps count as this (or max_delay if larger)
 _JITTER_GAIN = 1 / 16  # RFC 3550 section 6.4.1
+_TRANSIT_RISE_GAIN = 1 / 32  # per snapshot: a slower path is adopted within a second or two
 
 
 def lerp_state(a: Any, b: Any, t: float) -> Any:
@@ -126,6 +127,7 @@ class InterpolationBuffer:
         self._interval: float | None = None
         self._jitter = 0.0
         self._newest_received: float | None = None
+        self._transit: float | None = None
 
     def __len__(self) -> int:
         return len(self._times)
@@ -139,6 +141,18 @@ class InterpolationBuffer:
     def jitter(self) -> float:
         """Smoothed jitter (seconds) used for the delay."""
         return self._jitter
+
+    @property
+    def transit(self) -> float:
+        """Smoothed time (seconds) from a snapshot's sender time to its arrival here.
+
+        Rendering happens at ``now - transit - delay``: the delay is counted from when
+        snapshots *arrive*, not from when they were sent, so one-way latency (and any error in
+        the clock offset, which shifts sender times and transits alike) never eats the buffer.
+        Tracks the fast arrivals: it drops at once and rises slowly; slower arrivals are what
+        :attr:`jitter` (inside :attr:`delay`) covers. 0 until ``add`` gets a ``received_at``.
+        """
+        return 0.0 if self._transit is None else self._transit
 
     @property
     def delay(self) -> float:
@@ -171,6 +185,8 @@ class InterpolationBuffer:
         """
         if not math.isfinite(local_time):
             raise ValueError(f"snapshot time must be finite, got {local_time!r}")
+        if received_at is not None:
+            self._observe_transit(received_at - local_time)
         times = self._times
         if times and local_time > times[-1]:  # the usual case: newer than all held
             self._observe(local_time - times[-1], received_at)
@@ -189,6 +205,8 @@ class InterpolationBuffer:
             times.clear()
             self._states.clear()
             self._ticks.clear()
+            if received_at is not None:
+                self._transit = received_at - local_time
         i = bisect.bisect_left(times, local_time)
         if i < len(times) and times[i] == local_time:
             self._states[i] = state
@@ -220,6 +238,13 @@ class InterpolationBuffer:
         self._jitter += _JITTER_GAIN * (min(abs(deviation), cap) - self._jitter)
         self._interval += _INTERVAL_GAIN * (interval - self._interval)
 
+    def _observe_transit(self, transit: float) -> None:
+        current = self._transit
+        if current is None or transit < current:
+            self._transit = transit
+        else:
+            self._transit = current + _TRANSIT_RISE_GAIN * (transit - current)
+
     def sample(self, now: float) -> Any:
         """The state to render at local time ``now``, or ``None`` before the first snapshot."""
         detail = self.sample_detail(now)
@@ -231,7 +256,7 @@ class InterpolationBuffer:
         n = len(times)
         if n == 0:
             return None
-        rt = now - self.delay
+        rt = now - self.transit - self.delay
         i = bisect.bisect_right(times, rt)  # times[i-1] <= rt < times[i]
         # Older snapshots are not needed again (the render time only moves forward), except
         # the last two, which extrapolation uses.

@@ -279,3 +279,31 @@ def test_late_add_within_a_second_is_kept() -> None:
     buf.add(10.0, {"x": 10})
     buf.add(9.2, {"x": 9})
     assert len(buf) == 2
+
+
+def test_render_time_counts_from_arrival_so_latency_does_not_eat_the_buffer() -> None:
+    # 30 Hz snapshots that arrive 100 ms after they were sent (one-way latency, or a clock
+    # offset estimate that is off by that much). Rendering must still interpolate between
+    # received snapshots, `delay` behind the newest arrival, never extrapolate past them.
+    buf = InterpolationBuffer()
+    interval, transit = 1 / 30, 0.1
+    for k in range(30):
+        buf.add(k * interval, {"x": float(k)}, k, received_at=k * interval + transit)
+    now = 29 * interval + transit  # the moment the newest snapshot arrived
+    detail = buf.sample_detail(now)
+    assert detail is not None and detail.mode == "interpolate"
+    assert buf.transit == pytest.approx(transit)
+    assert detail.render_time == pytest.approx(now - transit - buf.delay)
+    assert 29 - detail.state["x"] == pytest.approx(buf.delay / interval)
+
+
+def test_transit_follows_the_fast_arrivals_and_rises_slowly() -> None:
+    buf = InterpolationBuffer()
+    buf.add(0.0, {"x": 0.0}, received_at=0.05)
+    buf.add(0.1, {"x": 1.0}, received_at=0.13)  # a faster arrival: adopted at once
+    assert buf.transit == pytest.approx(0.03)
+    buf.add(0.2, {"x": 2.0}, received_at=0.53)  # one late packet barely moves it
+    assert 0.03 < buf.transit < 0.05
+    for k in range(3, 200):  # the path really got slower: adopted within a couple of seconds
+        buf.add(k * 0.1, {"x": float(k)}, received_at=k * 0.1 + 0.2)
+    assert buf.transit == pytest.approx(0.2, abs=0.01)
