@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .channels import ReliableSender
-from .errors import SignalingError
+from .errors import ChannelClosed, SignalingError
 from .events import LeaveReason, PeerJoined, PeerLeft
 from .peer import PeerLink
 from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId, Signal
@@ -106,7 +106,8 @@ async def _drop_link(r: Remote) -> None:
 async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
     try:
         await mesh._lobby_client().send(Signal(to=r.lobby_id, payload=payload))
-    except SignalingError as exc:
+    except (SignalingError, ChannelClosed) as exc:
+        # ChannelClosed: our mesh is closing while this link was (re)connecting.
         logger.debug("signal to %s not sent: %s", r.id, exc)
 
 
@@ -214,7 +215,10 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
         logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.name, failures)
         _give_up(mesh, r)
     except Exception:
-        logger.exception("link to %s failed unexpectedly", r.id)
+        if mesh._is_open():
+            logger.exception("link to %s failed unexpectedly", r.id)
+        else:  # the mesh closed under a link that was still connecting: nothing to report
+            logger.debug("link to %s stopped by close", r.id, exc_info=True)
         _lost(mesh, r, "connection_failed")
         _give_up(mesh, r)
     finally:
