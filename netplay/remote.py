@@ -6,6 +6,8 @@ report through the remote's ``inbox``:
 
 - ``("signal", payload)``: an offer, answer or candidate relayed by the lobby;
 - ``("open", attempt)`` / ``("down", attempt, why)``: from the link (stale attempts ignored);
+  ``PeerJoined`` itself is reported at once, inside the channel-open callback, so it always
+  precedes the peer's first message;
 - ``("leave", reason)``: the peer left the lobby or said goodbye on the events channel.
 
 The earlier-joined member offers (:func:`netplay.protocol.offers_to`), so two offers never
@@ -76,7 +78,7 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
 
     link = PeerLink(
         r.id, attempt, mesh.config, mesh._rtc_ice_servers(),
-        on_open=post("open", attempt),
+        on_open=lambda: _opened(mesh, r, attempt),
         on_frame=lambda index, data: mesh._on_frame(r, index, data),
         on_down=post("down", attempt),
         conditioner=mesh._conditioner_for(r.id),
@@ -89,6 +91,21 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
     r.senders = {i: ReliableSender(link, i, mesh.config.fragment_size)
                  for i, c in enumerate(mesh.config.channels) if c.is_reliable}
     return link
+
+
+def _opened(mesh: Mesh, r: Remote, attempt: int) -> None:
+    # Runs inside aiortc's channel-open callback, before aiortc can hand us any frame from this
+    # link, so PeerJoined always precedes the peer's first MessageReceived. (Through the inbox,
+    # the supervisor would report it one loop iteration later, after frames that arrived in
+    # the same batch.) The supervisor still gets "open" to reset its deadline and failures.
+    link = r.link
+    if link is None or link.attempt != attempt or r.connected:
+        return
+    r.connected = r.ever_reported = True
+    r.state.last_heard = time.monotonic()
+    logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, attempt)
+    mesh._peer_joined(r, PeerJoined(r.id, r.name))
+    r.inbox.put_nowait(("open", attempt))
 
 
 async def _drop_link(r: Remote) -> None:
@@ -189,14 +206,9 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
             link = r.link
             if kind != "timeout" and (link is None or item[1] != link.attempt):
                 continue  # from an attempt we already abandoned
-            if kind == "open":
-                assert link is not None
+            if kind == "open":  # already reported by _opened
                 failures = 0
                 deadline = None
-                r.connected = r.ever_reported = True
-                r.state.last_heard = time.monotonic()
-                logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, link.attempt)
-                mesh._peer_joined(r, PeerJoined(r.id, r.name))
                 continue
             # "down" from the link, or no link opened before the deadline
             why = item[2] if kind == "down" else "connect timeout"
