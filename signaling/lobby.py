@@ -149,7 +149,12 @@ class Backend(ABC):
     @abstractmethod
     async def disconnect(self, peer_id: PeerId, reason: LeaveReason, grace: float) -> None:
         """The peer's connection is gone. With ``grace > 0`` its seat is kept that long for
-        :meth:`resume`; otherwise (or then) it leaves its lobby with ``reason``."""
+        :meth:`resume`; otherwise (or then) it leaves its lobby with ``reason``.
+
+        A host whose connection is gone stops hosting at once, grace or not: the role passes
+        to the earliest-joined member still connected (``host_changed``), and a host that
+        resumes comes back as an ordinary member. The host is a connected member whenever one
+        is connected."""
 
     @abstractmethod
     async def expire(self) -> None:
@@ -283,6 +288,14 @@ class _Lobby:
                 peer.send(frame)
 
 
+def _successor(lobby: _Lobby) -> _Peer:
+    """Who hosts ``lobby`` next: the earliest-joined (lowest ``seq``) member that is connected,
+    or, when every member is away in its resume grace, the earliest-joined member."""
+    members = lobby.members.values()
+    connected = [p for p in members if p.deliver is not None]
+    return min(connected or members, key=lambda p: p.seq)
+
+
 class MemoryBackend(Backend):
     """All lobby state in this process's memory."""
 
@@ -366,6 +379,7 @@ class MemoryBackend(Backend):
         logger.info("%s (%s) joined lobby %s (%d/%d)", peer.id, peer.name, lobby.code,
                     len(lobby.members), lobby.max_players)
         lobby.broadcast(PeerJoined(peer=peer.member()), exclude=peer)
+        self._hand_on_host(lobby, quiet=peer)  # every other member is away: the newcomer hosts
         info = lobby.info()
         peer.send(encode(LobbyState(id=request_id, lobby=info)))
         return info
@@ -383,9 +397,23 @@ class MemoryBackend(Backend):
             return
         lobby.broadcast(PeerLeft(peer_id=peer.id, reason=reason))
         if lobby.host is peer:
-            lobby.host = min(lobby.members.values(), key=lambda p: p.seq)
+            lobby.host = _successor(lobby)
             logger.info("lobby %s: %s is the new host", lobby.code, lobby.host.id)
             lobby.broadcast(HostChanged(host=lobby.host.id))
+
+    def _hand_on_host(self, lobby: _Lobby, *, quiet: _Peer | None = None) -> None:
+        """A host whose connection is gone hands the role on at once to the earliest-joined
+        member that is still connected; its seat stays until its grace ends. ``quiet`` (a peer
+        that gets the whole lobby state right after this) is not sent ``host_changed``."""
+        if lobby.host.deliver is not None:
+            return
+        successor = _successor(lobby)
+        if successor.deliver is None:
+            return  # nobody is connected to take over (or to be told)
+        logger.info("lobby %s: host %s dropped; %s is the new host", lobby.code, lobby.host.id,
+                    successor.id)
+        lobby.host = successor
+        lobby.broadcast(HostChanged(host=successor.id), exclude=quiet)
 
     def _forget(self, peer: _Peer, reason: LeaveReason) -> None:
         self._unseat(peer, reason)
@@ -409,6 +437,8 @@ class MemoryBackend(Backend):
             return None
         peer.expires = None
         peer.deliver = deliver
+        if peer.lobby is not None:  # the host may have dropped while every member was away
+            self._hand_on_host(peer.lobby, quiet=peer)
         backlog = tuple(peer.buffer)
         peer.buffer.clear()
         session = Session(peer_id=peer.id, resume_token=self._new_token(peer), resumed=True,
@@ -425,6 +455,8 @@ class MemoryBackend(Backend):
         if grace > 0 and reason != "left":
             peer.expires = self.clock() + grace
             peer.leave_reason = reason
+            if peer.lobby is not None:
+                self._hand_on_host(peer.lobby)
             return
         self._forget(peer, reason)
 

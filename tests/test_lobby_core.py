@@ -339,12 +339,75 @@ async def test_grace_expiry_announces_peer_left(backend: MemoryBackend, peers: A
     await backend.join(b.id, Join(code=code))
     b.take()
     await backend.disconnect(a.id, "timed_out", grace=5)
+    assert b.take() == [{"type": "host_changed", "host": b.id}]  # the host hands on at once
     clock.now += 5
     await backend.expire()
-    assert b.take() == [{"type": "peer_left", "peer_id": a.id, "reason": "timed_out"},
-                        {"type": "host_changed", "host": b.id}]
+    assert b.take() == [{"type": "peer_left", "peer_id": a.id, "reason": "timed_out"}]
     assert await backend.resume(a.token, a.deliver) is None
     assert (await backend.stats()) == {"lobbies": 1, "peers": 1, "suspended": 0, "members": 1}
+
+
+async def test_dropped_host_hands_on_at_once_and_resumes_as_a_member(
+        backend: MemoryBackend, peers: Any, clock: Clock) -> None:
+    a, b, c = await peers("a", "b", "c")
+    code = await host(backend, a)
+    for p in (b, c):
+        await backend.join(p.id, Join(code=code))
+    for p in (a, b, c):
+        p.take()
+    await backend.disconnect(a.id, "disconnected", grace=5)
+    for p in (b, c):  # no peer_left: a keeps its seat for the grace period
+        assert p.take() == [{"type": "host_changed", "host": b.id}]
+    await refused(ErrorCode.NOT_HOST, backend.set_locked(a.id, True))
+    clock.now += 4
+    again = Peer(backend, "a")
+    session = await backend.resume(a.token, again.deliver)
+    assert session is not None and session.lobby is not None
+    assert session.lobby.host == b.id
+    assert [m.id for m in session.lobby.members] == [a.id, b.id, c.id]
+    assert b.take() == c.take() == []  # a came back as an ordinary member: nothing changes
+    await backend.disconnect(b.id, "disconnected", grace=5)  # a is the earliest connected
+    assert again.take() == c.take() == [{"type": "host_changed", "host": a.id}]
+
+
+async def test_next_host_is_the_earliest_member_still_connected(
+        backend: MemoryBackend, peers: Any) -> None:
+    a, b, c, d = await peers("a", "b", "c", "d")
+    code = await host(backend, a)
+    for p in (b, c, d):
+        await backend.join(p.id, Join(code=code))
+    for p in (a, b, c, d):
+        p.take()
+    await backend.disconnect(b.id, "disconnected", grace=5)  # b is away, not the host: quiet
+    assert a.take() == c.take() == d.take() == []
+    await backend.disconnect(a.id, "disconnected", grace=5)
+    assert c.take() == d.take() == [{"type": "host_changed", "host": c.id}]
+    again = Peer(backend, "b")
+    session = await backend.resume(b.token, again.deliver)
+    assert session is not None and session.lobby is not None and session.lobby.host == c.id
+    await backend.leave(c.id)  # a and b are seated earlier, but only b is connected
+    assert again.take() == d.take() == [
+        {"type": "peer_left", "peer_id": c.id, "reason": "left"},
+        {"type": "host_changed", "host": b.id}]
+
+
+async def test_host_stays_while_nobody_is_connected_to_take_over(
+        backend: MemoryBackend, peers: Any) -> None:
+    a, b, c = await peers("a", "b", "c")
+    code = await host(backend, a)
+    await backend.join(b.id, Join(code=code))
+    await backend.disconnect(b.id, "disconnected", grace=5)
+    await backend.disconnect(a.id, "disconnected", grace=5)
+    assert backend._lobbies[code].host.id == a.id
+    # The first member back takes over; the one that joins an all-away lobby hosts it.
+    again = Peer(backend, "b")
+    session = await backend.resume(b.token, again.deliver)
+    assert session is not None and session.lobby is not None and session.lobby.host == b.id
+    assert again.take() == []  # its welcome carries the new state; no event before it
+    await backend.disconnect(b.id, "disconnected", grace=5)
+    info = await backend.join(c.id, Join(code=code))
+    assert info.host == c.id
+    assert [m["type"] for m in c.take()] == ["lobby"]
 
 
 async def test_clean_leave_is_immediate(backend: MemoryBackend, peers: Any) -> None:
@@ -500,7 +563,11 @@ class LobbyMachine(RuleBasedStateMachine):
             assert code == lobby.code and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", code)
             assert 1 <= len(lobby.members) <= lobby.max_players
             assert lobby.host.id in lobby.members
-            assert lobby.host.seq == min(p.seq for p in lobby.members.values())
+            connected = [p for p in lobby.members.values() if p.deliver is not None]
+            if connected:  # a dropped host hands on at once to the earliest connected member
+                assert lobby.host.deliver is not None
+            else:  # nobody to hand on to: the host stays
+                assert lobby.host.id in lobby.members
             assert len({p.seq for p in lobby.members.values()}) == len(lobby.members)
             for peer_id, peer in lobby.members.items():
                 assert peer.lobby is lobby and peer_id not in seen

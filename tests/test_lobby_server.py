@@ -201,6 +201,23 @@ async def test_resume_after_disconnect(lobby_factory: Any, connect: Any, members
     assert (await a.expect("signal"))["from"] == b.peer_id
 
 
+async def test_dropped_host_hands_on_at_once_and_resumes_as_a_member(
+        lobby_factory: Any, connect: Any, members: Any) -> None:
+    server = lobby_factory(resume_grace=30)
+    code, (a, b, c) = await members(server, "a", "b", "c")
+    a.ws.transport.abort()  # as after kill -9: the TCP connection drops without a close frame
+    for other in (b, c):  # long before the grace ends, and without peer_left
+        await other.expect("host_changed", timeout=3, host=b.peer_id)
+    back = await connect(server, "a", hello=False)
+    welcome = await back.hello("a", resume=a.resume_token)
+    assert welcome["resumed"] is True and welcome["peer_id"] == a.peer_id
+    assert welcome["lobby"]["host"] == b.peer_id
+    assert [m["id"] for m in welcome["lobby"]["members"]] == [a.peer_id, b.peer_id, c.peer_id]
+    assert (await back.request("lock"))["code"] == "not_host"
+    await b.nothing()
+    await c.nothing()
+
+
 async def test_resume_replaces_a_still_open_connection(lobby: Any, connect: Any,
                                                        members: Any) -> None:
     _, (a, b) = await members(lobby, "a", "b")
