@@ -40,6 +40,7 @@ from .events import (
     LobbyConnectionChanged,
     LobbyUpdated,
     MessageReceived,
+    MessagesUndelivered,
     PeerJoined,
     PeerLeft,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "Mesh",
     "MeshConfig",
     "MessageReceived",
+    "MessagesUndelivered",
     "NetplayError",
     "PeerId",
     "PeerJoined",

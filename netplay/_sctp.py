@@ -54,23 +54,3 @@ def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
     receive._netplay = True  # type: ignore[attr-defined]
     sctp._data_channel_receive = receive
     return True
-
-
-def in_flight_age(sctp: Any, stream_id: int, now: float) -> float:
-    """Seconds (``now`` from ``time.time()``, aiortc's clock) since the oldest chunk of
-    ``stream_id`` sent after the newest acknowledged chunk (of any stream) was sent, while it
-    still awaits its acknowledgement; 0.0 when there is none, or when aiortc's private
-    ``_sent_queue`` is unavailable.
-
-    Unreliable data has no ``bufferedAmount`` once SCTP took it, and SCTP's window grows until
-    a loss: on a slow link with a deep queue, state datagrams pile up in the network instead,
-    and their age in flight shows it. Chunks older than an acknowledged one were probably
-    lost (SCTP drops them after three SACKs report them missing), not queued: skipped.
-    """
-    oldest = None
-    for chunk in getattr(sctp, "_sent_queue", ()):
-        if chunk._acked:
-            oldest = None  # what was sent before an acked chunk isn't queueing
-        elif oldest is None and chunk.stream_id == stream_id and not chunk._abandoned:
-            oldest = chunk._sent_time
-    return 0.0 if oldest is None else max(0.0, now - oldest)

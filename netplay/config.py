@@ -31,8 +31,13 @@ MAX_CHANNELS = 64
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """One data channel, created ``negotiated=True`` on both sides; its index in
-    :attr:`MeshConfig.channels` is its SCTP stream id."""
+    """One channel of a mesh: a *lane* inside netplay's datagrams (see :mod:`netplay.lanes`).
+
+    Its index in :attr:`MeshConfig.channels` is its lane id on the wire. A channel is reliable
+    (every message arrives exactly once; ``ordered`` decides whether in order) or unreliable
+    (``max_retransmits=0``: sent once, may be lost). Channel 0, "state", is the snapshot
+    channel and has no lane of its own.
+    """
 
     name: str
     """Name used by game code (``mesh.channel("chat")``); unique within a mesh."""
@@ -41,7 +46,12 @@ class ChannelConfig:
     max_retransmits: int | None = None
     """Give up on a message after this many retransmissions (``0``: never retransmit)."""
     max_packet_life_time: int | None = None
-    """Give up on a message after this many milliseconds."""
+    """Not supported since wire version 2 (must stay ``None``): netplay's lanes are reliable
+    or unreliable."""
+    priority: int = 0
+    """Lanes with a higher priority are served first when a datagram is filled; a big
+    message on a low-priority lane never delays a higher one (nor the state snapshots,
+    which always go first)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -54,6 +64,12 @@ class ChannelConfig:
             value = getattr(self, label)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"channel {self.name!r}: {label} must be an int >= 0")
+        if self.max_retransmits not in (None, 0) or self.max_packet_life_time is not None:
+            raise ValueError(
+                f"channel {self.name!r}: partial reliability is not supported; use "
+                f"ChannelConfig.reliable(name) or ChannelConfig.unreliable(name)")
+        if not isinstance(self.priority, int) or not -1000 < self.priority < 1000:
+            raise ValueError(f"channel {self.name!r}: priority must be an int in -999..999")
 
     @property
     def is_reliable(self) -> bool:
@@ -61,14 +77,15 @@ class ChannelConfig:
         return self.max_retransmits is None and self.max_packet_life_time is None
 
     @classmethod
-    def reliable(cls, name: str) -> ChannelConfig:
-        """A reliable, ordered channel."""
-        return cls(name)
+    def reliable(cls, name: str, *, ordered: bool = True, priority: int = 0) -> ChannelConfig:
+        """A reliable channel, ordered unless ``ordered=False``. Give big transfers
+        (levels, replays, files) a channel with a lower ``priority`` than the game's events."""
+        return cls(name, ordered=ordered, priority=priority)
 
     @classmethod
-    def unreliable(cls, name: str) -> ChannelConfig:
-        """An unordered channel that never retransmits (newest wins)."""
-        return cls(name, ordered=False, max_retransmits=0)
+    def unreliable(cls, name: str, *, priority: int = 0) -> ChannelConfig:
+        """An unordered channel whose messages are sent once (may be lost)."""
+        return cls(name, ordered=False, max_retransmits=0, priority=priority)
 
 
 DEFAULT_CHANNELS: tuple[ChannelConfig, ...] = (
@@ -113,8 +130,8 @@ class MeshConfig:
     name: str = "player"
     """Display name shown to the other members (1-64 characters)."""
     channels: tuple[ChannelConfig, ...] = DEFAULT_CHANNELS
-    """Data channels; must start with an unreliable "state" and a reliable "events" channel.
-    Extra channels may follow; a channel's index is its SCTP stream id."""
+    """Channels; must start with an unreliable "state" and a reliable "events" channel.
+    Extra channels may follow; a channel's index is its lane id on the wire."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers. Default: none at all (never a public server)."""
     use_lobby_ice_servers: bool = True
@@ -159,12 +176,6 @@ class MeshConfig:
     """Most arrays and maps in one received message over 64 KiB. With the limits above and
     ``max_message_size`` this bounds what a hostile message can make a receiver allocate
     (an array of 16 Mi empty arrays would otherwise cost about 1 GiB)."""
-    fragment_size: int = 16 * 1024
-    """Largest piece of a reliable message handed to aiortc at once (under SCTP's 64 KiB);
-    pieces are smaller while the congestion window is small (see :mod:`netplay.channels`)."""
-    reliable_buffer_limit: int = 32 * 1024
-    """Fallback pacing if aiortc's SCTP internals are unavailable: reliable bytes a channel
-    may have queued in aiortc before netplay holds further pieces back."""
     delta_compression: bool = True
     """Send states as deltas against the last state each peer acknowledged."""
     interpolate: Callable[[Any, Any, float], Any] | None = None
@@ -207,16 +218,13 @@ class MeshConfig:
             _positive(name, getattr(self, name))
         if self.heartbeat_interval >= self.disconnect_timeout:
             raise ValueError("MeshConfig.heartbeat_interval must be below disconnect_timeout")
-        for name in ("state_size_warning", "max_message_size", "fragment_size",
-                     "reliable_buffer_limit", "max_queued", "max_array_len", "max_map_len",
+        for name in ("state_size_warning", "max_message_size", "max_queued", "max_array_len", "max_map_len",
                      "max_containers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"MeshConfig.{name} must be a positive int, got {value!r}")
         if not 0 <= self.reconnect_attempts <= 100:
             raise ValueError("MeshConfig.reconnect_attempts must be 0-100")
-        if self.fragment_size > 60_000:
-            raise ValueError("MeshConfig.fragment_size must be at most 60000 (SCTP limit)")
 
     def unpack_limits(self) -> UnpackLimits:
         """The msgpack limits for messages received from peers."""
@@ -226,7 +234,7 @@ class MeshConfig:
                             self.max_containers)
 
     def channel_index(self, name: str) -> int:
-        """Index (SCTP stream id) of the channel called ``name``; ``KeyError`` if none."""
+        """Index (lane id) of the channel called ``name``; ``KeyError`` if none."""
         for index, channel in enumerate(self.channels):
             if channel.name == name:
                 return index

@@ -1,13 +1,21 @@
-"""The data plane of a :class:`~netplay.Mesh`: sending, receiving, heartbeats, bad input.
+"""The data plane of a :class:`~netplay.Mesh`: datagrams out and in, pacing, liveness, bad input.
+
+Per peer, everything travels in netplay datagrams (:mod:`netplay.wire`) on one unreliable
+SCTP stream:
 
 - State: :meth:`DataPlane.send_state` only records the newest snapshot per peer; one datagram
-  per peer goes out at most ``send_rate_hz`` times a second (at once when the peer's last one
-  left longer ago than that), and not while aiortc still holds an earlier state datagram for
-  that peer (so the game never builds latency). Heartbeats fill
-  the gaps every ``heartbeat_interval``, and silence for ``disconnect_timeout`` takes a peer
-  down ("timed_out").
-- Reliable channels: fragmented and paced by :class:`~netplay.channels.ReliableSender`.
-- Bad input from a peer (not msgpack, wrong envelope, oversized, wrong channel) is dropped,
+  with a snapshot goes out at most ``send_rate_hz`` times a second (at once when the peer's
+  last one left longer ago than that), and not while aiortc still holds an earlier datagram
+  or snapshots queue in the network (so the game never builds latency).
+- Lanes (every other channel, :mod:`netplay.lanes`): messages ride in the state datagrams and
+  in datagrams of their own, sent at once (coalesced per loop iteration), paced by the link's
+  :class:`~netplay.congestion.Pacer`, and only while aiortc holds nothing (its
+  ``bufferedAmount`` is 0): a backlog waits in netplay, by priority, never in front of a
+  snapshot. Acks ride in every datagram; one goes on its own after :data:`ACK_DELAY`.
+- Liveness: any datagram counts as a sign of life; a heartbeat goes out when nothing else was
+  sent for ``heartbeat_interval``, and silence for ``disconnect_timeout`` takes a peer down
+  ("timed_out"). Heartbeats are never held back by a backlog.
+- Bad input from a peer (not msgpack, wrong layout, oversized, unknown lane) is dropped,
   counted in the peer's stats and logged at WARNING at most once per 10 s per peer; it never
   raises into the game.
 """
@@ -18,16 +26,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from . import wire
 from ._ratelimit import WarnLimiter
 from .channels import Channel
 from .config import MeshConfig
+from .congestion import Pacer
 from .delta import copy_state
 from .errors import ProtocolError
 from .events import Event, MessageReceived
+from .lanes import Inbound, Outbound, lane_specs
 from .state import NOTHING
 from .stats import PeerStats
 from .types import PeerId
@@ -40,9 +49,12 @@ __all__ = ["DataPlane"]
 
 logger = logging.getLogger(__name__)
 
-STATE_BUFFER_LIMIT = 4096
-"""Bytes aiortc may hold on an unreliable channel before heartbeats and unreliable messages
-are held back. (A state datagram waits while aiortc holds any earlier one.)"""
+ACK_DELAY = 0.004
+"""Seconds an ack may wait for a datagram to ride in before it goes on its own."""
+HEADER_ROOM = 64
+"""Bytes of a datagram besides its snapshot, ack bits and records (an upper bound)."""
+MAX_BURST = 64
+"""Most datagrams one pump sends before it yields to the event loop."""
 STATE_QUEUE_DELAY = 0.1
 """Seconds beyond the smallest recent RTT a state datagram may go unacknowledged before the
 next one is held back (it is queueing somewhere: the link is slower than the game sends)."""
@@ -74,7 +86,8 @@ class DataPlane:
         ]
         self._states: dict[PeerId, Any] = {}
         self._tick = 0
-        self._message_ids = count()
+        self._lanes = lane_specs(config.channels)
+        self._limits = config.unpack_limits()
         self._warn = WarnLimiter(logger)
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._conditioner: ConditionerConfig | None = config.conditioner
@@ -93,6 +106,11 @@ class DataPlane:
     def _on_alias(self, r: Remote, lobby_id: PeerId) -> None:
         raise NotImplementedError
 
+    def _new_lanes(self) -> dict[str, Any]:
+        """Fresh lanes, inbound side and pacer for a new remote peer."""
+        return {"outbound": Outbound(self._lanes, min_rto=2.0 / self.config.send_rate_hz),
+                "inbound": Inbound(self._lanes, self._limits), "pacer": Pacer()}
+
     def _channel_sender(self, index: int) -> Any:
         if index == 0:
             return lambda body, to: self.send_state(body, to)
@@ -110,14 +128,22 @@ class DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _targets(self, to: PeerId | None) -> list[Remote]:
+    def _targets(self, to: PeerId | None, *, reconnecting: bool = False) -> list[Remote]:
+        """Connected peers addressed by ``to``; with ``reconnecting``, also peers whose link
+        is being rebuilt (reliable messages wait for the new link)."""
         self._check_open()
+
+        def ok(r: Remote) -> bool:
+            if r.connected and r.link is not None:
+                return True
+            return reconnecting and r.was_connected and not r.done
+
         if to is None:
-            return [r for r in self._remotes.values() if r.connected and r.link is not None]
+            return [r for r in self._remotes.values() if ok(r)]
         if not isinstance(to, str):
             raise TypeError(f"to must be a peer id (str) or None, got {type(to).__name__}")
         r = self._remotes.get(to)
-        if r is None or not r.connected or r.link is None:
+        if r is None or not ok(r):
             logger.debug("not sending to %s: not connected", to)
             return []
         return [r]
@@ -177,36 +203,111 @@ class DataPlane:
         if link is None or not r.connected:
             return
         now = time.monotonic()
-        if link.buffered(0) > 0 or (
-                link.in_flight_age(0) > (r.state.clock.rtt_min or 0.0) + STATE_QUEUE_DELAY
-                and now - r.state.last_sent < self.config.heartbeat_interval):
-            # aiortc still holds an earlier datagram, or they queue in the network (a slow
-            # link): try again next tick, keeping only the newest snapshot. A heartbeat's
-            # worth of waiting lets one through (its SACKs report losses, ending the wait).
+        if link.buffered() > 0 or (
+                r.state.snapshot_in_flight_age(now) > (r.state.clock.rtt_min or 0.0)
+                + STATE_QUEUE_DELAY and now - r.state.last_sent < self.config.heartbeat_interval):
+            # aiortc still holds an earlier datagram, or snapshots queue in the network (a
+            # slow link): try again next tick, keeping only the newest snapshot. A heartbeat's
+            # worth of waiting lets one through (its ack tells what was lost).
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
             return
-        self._send_datagram(r, now)
+        self._send_datagram(r, now, snapshot=True)
 
-    def _send_datagram(self, r: Remote, now: float) -> None:
-        assert r.link is not None
-        data = r.state.build_frame(now)
+    def _send_datagram(self, r: Remote, now: float, *, snapshot: bool) -> int:
+        """Build and send one datagram to ``r``: the pending snapshot (with ``snapshot``),
+        acks, and the lanes' due records as far as the datagram's room and the pacer allow.
+        Returns its size (0 when it could not be sent)."""
+        link = r.link
+        assert link is not None
+        head = r.state.head(now, snapshot=snapshot)
+        acks = r.inbound.acks()
+        used = len(head) + HEADER_ROOM + (len(acks.bits) if acks is not None else 0)
+        room = wire.TARGET_DATAGRAM - used
+        if len(head) <= HEADER_ROOM:  # no snapshot: room for at least one whole piece
+            room = max(room, r.outbound.piece_size + 32)
+        budget = r.pacer.available(now) if link.buffered() == 0 else 0.0
+        records = r.outbound.take(now, room, budget) if room > 0 else []
+        data = head + wire.pack_tail(r.outbound.epoch, acks, records)
         size = len(data)
-        if size > wire.MAX_STATE_DATAGRAM:
-            self._warn.warn(("big", r.id), "state for %s is %d bytes, over the %d-byte limit of "
-                            "an unreliable message: dropped", r.id, size, wire.MAX_STATE_DATAGRAM)
-            return
-        if size > self.config.state_size_warning and not r.state.size_warned:
+        if size > wire.MAX_DATAGRAM:
+            self._warn.warn(("big", r.id), "datagram for %s is %d bytes, over the %d-byte limit "
+                            "of an unreliable message: state dropped", r.id, size,
+                            wire.MAX_DATAGRAM)
+            data = r.state.head(now, snapshot=False) + wire.pack_tail(
+                r.outbound.epoch, acks, records)
+            size = len(data)
+        elif size > self.config.state_size_warning and not r.state.size_warned \
+                and len(head) > wire.TARGET_DATAGRAM // 2:
             r.state.size_warned = True
             logger.warning("state datagram for %s is %d bytes (budget %d): aiortc splits it into "
                            "%d SCTP chunks and loses it whole if one is lost", r.id, size,
                            self.config.state_size_warning, -(-size // 1200))
-        if r.link.send(0, data):
-            r.state.stats.on_send(now, size)
+        if not link.send(data):
+            return 0
+        r.pacer.spend(size)
+        r.state.stats.on_send(now, size)
+        return size
+
+    def _kick(self, r: Remote) -> None:
+        """Something waits to go to ``r`` (a message, an ack, room in aiortc's buffer): pump
+        once the current callback returns, so a frame's sends share datagrams."""
+        handle = r.pump_handle
+        if handle is not None:
+            if r.pump_at <= 0.0:
+                return  # already due at once
+            handle.cancel()
+        r.pump_at = 0.0
+        r.pump_handle = asyncio.get_running_loop().call_soon(self._pump, r)
+
+    def _pump_later(self, r: Remote, at: float) -> None:
+        handle = r.pump_handle
+        if handle is not None:
+            if r.pump_at <= at:
+                return
+            handle.cancel()
+        r.pump_at = at
+        r.pump_handle = asyncio.get_running_loop().call_later(
+            max(0.0, at - time.monotonic()), self._pump, r)
+
+    def _pump(self, r: Remote) -> None:
+        """Send what the lanes have due to ``r``: new messages and resends while the pacer and
+        aiortc's buffer allow, and a pending ack; then schedule the next pump."""
+        r.pump_handle = None
+        link = r.link
+        if link is None or not link.opened or link.closed:
+            return
+        out, inbound, pacer = r.outbound, r.inbound, r.pacer
+        now = time.monotonic()
+        for _ in range(MAX_BURST):
+            if link.buffered() > 0:
+                pacer.mark_limited()
+                return  # aiortc holds data: on_drain kicks us again
+            work = out.has_new() or out.has_lost()
+            if not work:
+                timeout = out.next_timeout()
+                work = timeout is not None and timeout <= now
+            if not work and not inbound.dirty:
+                break
+            if work and pacer.available(now) <= 0 and not inbound.dirty:
+                wait = pacer.wait(wire.TARGET_DATAGRAM, now)
+                self._pump_later(r, now + max(wait, 0.0005))
+                return
+            if not self._send_datagram(r, now, snapshot=False):
+                return
+            if not (out.has_new() or out.has_lost()):
+                break
+            now = time.monotonic()
+        else:
+            self._kick(r)  # more to send: after other callbacks had their turn
+            return
+        timeout = out.next_timeout()
+        if timeout is not None:
+            self._pump_later(r, timeout)
 
     async def _heartbeat(self) -> None:
         config = self.config
-        period = config.heartbeat_interval / 2
+        period = min(config.heartbeat_interval / 2, 0.05)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
@@ -214,15 +315,15 @@ class DataPlane:
                 link = r.link
                 if link is None or not r.connected:
                     continue
-                if now - r.state.last_heard > config.disconnect_timeout:
+                if now - r.state.last_heard >= config.disconnect_timeout:
                     logger.debug("peer %s silent for %.1f s", r.id, now - r.state.last_heard)
                     if r.state.timeout_posted != link.attempt:
                         r.state.timeout_posted = link.attempt  # the supervisor reports it
                         r.inbox.put_nowait(("down", link.attempt, "timed_out"))
                     continue
                 if now - r.state.last_sent >= config.heartbeat_interval \
-                        and r.flush_handle is None and link.buffered(0) <= STATE_BUFFER_LIMIT:
-                    self._send_datagram(r, now)
+                        and r.flush_handle is None:
+                    self._send_datagram(r, now, snapshot=False)
 
     def states(self) -> dict[PeerId, Any]:
         """The newest state received from each connected peer."""
@@ -260,9 +361,11 @@ class DataPlane:
     # -- messages -------------------------------------------------------------------------
 
     def send_event(self, event: Any, to: PeerId | None = None) -> bool:
-        """Send ``event`` reliably (ordered, exactly once) to ``to`` or every connected peer.
+        """Send ``event`` reliably (ordered, exactly once) to ``to`` or every peer.
 
-        Never blocks; large events are fragmented and paced. False when nobody was addressed.
+        Never blocks. Big events are cut into pieces; they wait, paced, behind nothing on
+        higher-priority channels. A peer whose link is being rebuilt gets it on the new link.
+        False when nobody was addressed.
         """
         return self._send_reliable(1, event, to)
 
@@ -273,42 +376,39 @@ class DataPlane:
         if len(payload) > self.config.max_message_size:
             raise ValueError(f"message of {len(payload)} bytes is over max_message_size "
                              f"({self.config.max_message_size})")
-        targets = self._targets(to)
-        if not targets:
-            return False
-        message_id = next(self._message_ids)
-        now = time.monotonic()
+        targets = self._targets(to, reconnecting=True)
         for r in targets:
-            sender = r.senders.get(index)
-            if sender is not None:
-                sender.send(payload, message_id)
-                r.state.stats.on_send(now, len(payload))
-        return True
+            r.outbound.push(index, payload)
+            if r.connected:
+                self._kick(r)
+        return bool(targets)
 
     def _send_unreliable(self, index: int, body: Any, to: PeerId | None) -> bool:
-        frame = wire.pack_message(body)
-        if len(frame) > wire.MAX_STATE_DATAGRAM:
-            raise ValueError(f"unreliable message of {len(frame)} bytes is over the "
-                             f"{wire.MAX_STATE_DATAGRAM}-byte limit")
-        sent = False
-        now = time.monotonic()
-        for r in self._targets(to):
-            assert r.link is not None
-            if r.link.buffered(index) <= STATE_BUFFER_LIMIT and r.link.send(index, frame):
-                r.state.stats.on_send(now, len(frame))
-                sent = True
-        return sent
+        payload = wire.pack_body(body)
+        if len(payload) > wire.MAX_DATAGRAM - 2 * HEADER_ROOM:
+            raise ValueError(f"unreliable message of {len(payload)} bytes is over the "
+                             f"{wire.MAX_DATAGRAM - 2 * HEADER_ROOM}-byte limit")
+        targets = self._targets(to)
+        for r in targets:
+            r.outbound.push_unreliable(index, payload)
+            self._kick(r)
+        return bool(targets)
+
+    def _send_control(self, r: Remote, body: list[Any]) -> None:
+        r.outbound.push(wire.CONTROL_LANE, wire.pack_body(body))
+        if r.connected and r.link is not None:
+            self._kick(r)
 
     async def _say_bye(self, remotes: list[Remote], reason: str) -> None:
-        """Tell connected peers we go (reliable BYE), waiting briefly for it to be acked."""
-        frame = wire.pack_bye(reason)
-        links = []
+        """Tell connected peers we go (a control message), waiting briefly for its ack."""
+        waiting = []
         for r in remotes:
-            if r.connected and r.link is not None and r.link.send(1, frame):
-                links.append(r.link)
+            if r.connected and r.link is not None:
+                self._send_control(r, ["bye", reason])
+                waiting.append(r)
         deadline = time.monotonic() + BYE_LINGER
-        while links and time.monotonic() < deadline:
-            if all(link.flushed() for link in links):
+        while waiting and time.monotonic() < deadline:
+            if all(r.outbound.pending(wire.CONTROL_LANE) == 0 for r in waiting):
                 break
             await asyncio.sleep(0.01)
 
@@ -320,46 +420,57 @@ class DataPlane:
         name = repr(channels[index].name) if 0 <= index < len(channels) else f"id {index}"
         self._warn.warn(r.id, "dropped bad packet from %s on channel %s: %s", r.id, name, why)
 
-    def _on_frame(self, r: Remote, index: int, data: bytes | str) -> None:
+    def _on_frame(self, r: Remote, data: bytes | str) -> None:
         now = time.monotonic()
-        r.state.last_heard = now
+        r.state.last_heard = now  # any datagram is a sign of life, even a malformed one
         r.state.stats.on_receive(now, len(data))
         if isinstance(data, str):
-            self._bad(r, index, "text message (netplay sends binary only)")
+            self._bad(r, 0, "text message (netplay sends binary only)")
             return
         try:
-            if index == 0:
-                state = r.state.receive_fields(wire.unpack_state_fields(data), now)
-                if state is not NOTHING and r.connected:
-                    self._states[r.id] = state
-                    self._channels[0]._deliver(r.id, state)
-                return
-            channel = self._channels[index]
-            if not channel.config.is_reliable:
-                if not data or data[0] != wire.MESSAGE:
-                    raise ProtocolError("not a message frame")
-                body = wire.unpack_body(memoryview(data)[1:])
-            else:
-                if data and data[0] in (wire.BYE, wire.ALIAS) and index == 1:
-                    value = wire.unpack_body(memoryview(data)[1:])
-                    if data[0] == wire.BYE:
-                        r.inbox.put_nowait(("leave", "kicked" if value == "kicked" else "left"))
-                    elif isinstance(value, str) and 0 < len(value) <= 64:
-                        self._on_alias(r, value)
-                    else:
-                        raise ProtocolError("bad alias")
-                    return
-                done, body = r.reassemblers[index].feed(data)
-                if not done:
-                    return
+            datagram = wire.unpack_datagram(data, len(self.config.channels))
+            state = r.state.receive(datagram, now)
         except ProtocolError as exc:
-            self._bad(r, index, str(exc))
+            self._bad(r, 0, str(exc))
             return
         except Exception as exc:  # whatever a hostile packet triggers, it must not escape
-            self._bad(r, index, f"{type(exc).__name__}: {exc}")
+            self._bad(r, 0, f"{type(exc).__name__}: {exc}")
             return
-        channel._deliver(r.id, body)
-        self._emit(MessageReceived(r.id, channel.name, body))
+        if state is not NOTHING and r.connected:
+            self._states[r.id] = state
+            self._channels[0]._deliver(r.id, state)
+        if datagram.acks is not None and r.outbound.on_acks(datagram.acks, now):
+            r.pacer.on_rtt(r.outbound.rtt.latest, now)
+            self._kick(r)  # the window moved, maybe something was lost
+        inbound = r.inbound
+        if not inbound.on_epoch(datagram.epoch):
+            return
+        for record in datagram.records:
+            try:
+                delivered = inbound.receive(record)
+            except ProtocolError as exc:
+                self._bad(r, record.lane, str(exc))
+                continue
+            for lane, body in delivered:
+                if lane == wire.CONTROL_LANE:
+                    self._on_control(r, body)
+                else:
+                    channel = self._channels[lane]
+                    channel._deliver(r.id, body)
+                    self._emit(MessageReceived(r.id, channel.name, body))
+        if inbound.dirty:
+            self._pump_later(r, now + ACK_DELAY)
+
+    def _on_control(self, r: Remote, body: Any) -> None:
+        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], str)
+                and 0 < len(body[1]) <= 64):
+            self._bad(r, 0, "bad control message")
+        elif body[0] == "bye":
+            r.inbox.put_nowait(("leave", "kicked" if body[1] == "kicked" else "left"))
+        elif body[0] == "alias":
+            self._on_alias(r, body[1])
+        else:
+            self._bad(r, 0, f"unknown control message {body[0]!r}")
 
     # -- link conditioner -----------------------------------------------------------------
 

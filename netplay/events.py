@@ -9,6 +9,8 @@ Read them with ``async for ev in mesh.events()`` or ``net.poll()``:
 - :class:`LobbyUpdated`: the lobby's state changed (members, lock, metadata), or we left it.
 - :class:`LobbyConnectionChanged`: the lobby server went away or came back (peers keep working).
 - :class:`MessageReceived`: a message arrived on a channel other than "state".
+- :class:`MessagesUndelivered`: a peer is gone for good and reliable messages sent to it
+  were never acknowledged (nothing is lost silently).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "LobbyConnectionChanged",
     "LobbyUpdated",
     "MessageReceived",
+    "MessagesUndelivered",
     "PeerJoined",
     "PeerLeft",
 ]
@@ -102,7 +105,20 @@ class MessageReceived:
     """The decoded value, exactly as the sender passed it."""
 
 
+@dataclass(frozen=True)
+class MessagesUndelivered:
+    """A peer is gone for good (after its :class:`PeerLeft`) and ``count`` reliable messages
+    sent to it were never acknowledged: they may not have arrived. While a link to a peer is
+    rebuilt, nothing is reported: its messages are resent on the new link, exactly once."""
+
+    peer_id: PeerId
+    """The peer that did not receive them."""
+    count: int
+    """How many messages (each counted once, however big)."""
+
+
 Event: TypeAlias = (
     PeerJoined | PeerLeft | HostChanged | LobbyUpdated | LobbyConnectionChanged | MessageReceived
+    | MessagesUndelivered
 )
 """Any event a mesh reports."""

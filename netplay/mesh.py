@@ -24,7 +24,7 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
-from . import _ice, wire
+from . import _ice
 from . import protocol as p
 from .channels import Channel
 from .config import MeshConfig
@@ -316,10 +316,8 @@ class Mesh(EventStream, DataPlane):
             self._info = None
             self._emit(LobbyUpdated(None))
         if not welcome.resumed:
-            frame = wire.pack_alias(welcome.peer_id)
             for r in self._live:
-                if r.link is not None:
-                    r.link.send(1, frame)
+                self._send_control(r, ["alias", welcome.peer_id])
 
     def _on_alias(self, r: Remote, lobby_id: p.PeerId) -> None:
         logger.debug("peer %s is now %s at the lobby", r.id, lobby_id)
@@ -360,7 +358,8 @@ class Mesh(EventStream, DataPlane):
     def _add_remote(self, peer_id: p.PeerId, name: str, offerer: bool) -> Remote:
         interp = InterpolationBuffer(lerp=self.config.interpolate)
         r = Remote(peer_id, name, offerer, PeerState(
-            time.monotonic(), delta=self.config.delta_compression, interpolation=interp))
+            time.monotonic(), delta=self.config.delta_compression, interpolation=interp),
+            **self._new_lanes())
         self._remotes[peer_id] = r
         r.task = asyncio.create_task(supervise(self, r), name=f"netplay-peer-{peer_id}")
         logger.debug("tracking peer %s (%s), we %s", peer_id, name,

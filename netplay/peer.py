@@ -1,7 +1,9 @@
 """PeerLink: one aiortc ``RTCPeerConnection`` to one peer, for one connection attempt.
 
-Every configured channel is created ``negotiated=True`` with ``id=index`` on both sides, so the
-channels exist without an in-band ``datachannel`` event and open together when SCTP is up.
+One data channel, :data:`CHANNEL_LABEL`, is created ``negotiated=True`` with ``id=0`` on both
+sides (unordered, ``maxRetransmits=0``), so it exists without an in-band ``datachannel`` event
+and opens when SCTP is up. netplay's lanes (every configured channel) ride inside its
+datagrams (:mod:`netplay.wire`), so no lane waits behind another in SCTP's queues.
 aiortc's string-named pyee events stay inside this module: the owner gets plain callbacks.
 
 aiortc objects are not thread-safe (aiortc#903): a PeerLink must only be used from the event
@@ -13,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiortc import (
     RTCConfiguration,
@@ -34,16 +35,19 @@ from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig, LinkConditioner
 
-__all__ = ["PeerLink"]
+__all__ = ["CHANNEL_LABEL", "PeerLink"]
+
+CHANNEL_LABEL = "netplay"
+"""Label of the one data channel of a link."""
 
 logger = logging.getLogger(__name__)
 
 
 class PeerLink:
-    """One peer connection attempt with its negotiated channels.
+    """One peer connection attempt with its negotiated data channel.
 
-    ``on_open()`` runs once every channel is open; ``on_frame(index, data)`` for each
-    received message; ``on_bad(stream_id, why)`` for data on a stream with no channel;
+    ``on_open()`` runs once the channel is open; ``on_frame(data)`` for each received
+    datagram; ``on_bad(stream_id, why)`` for data on a stream with no channel;
     ``on_down(reason)`` once when the connection fails or closes
     under us (never after :meth:`close`).
     """
@@ -56,7 +60,7 @@ class PeerLink:
         ice_servers: Sequence[RTCIceServer],
         *,
         on_open: Callable[[], None],
-        on_frame: Callable[[int, bytes | str], None],
+        on_frame: Callable[[bytes | str], None],
         on_down: Callable[[str], None],
         conditioner: ConditionerConfig | None = None,
         on_bad: Callable[[int, str], None] | None = None,
@@ -78,19 +82,16 @@ class PeerLink:
             from .conditioner import attach
 
             self.conditioner = attach(self.pc, conditioner, conditioner)
-        self.channels: list[RTCDataChannel] = []
-        self._ack_listeners: list[Callable[[], None]] = []
-        self._open_count = 0
-        for index, channel in enumerate(config.channels):
-            dc = self.pc.createDataChannel(
-                channel.name, ordered=channel.ordered, negotiated=True, id=index,
-                maxRetransmits=channel.max_retransmits,
-                maxPacketLifeTime=channel.max_packet_life_time,
-            )
-            dc.on("open", self._channel_opened)
-            dc.on("close", self._channel_closed)
-            dc.on("message", self._make_receiver(index, on_frame))
-            self.channels.append(dc)
+        # One SCTP data channel carries every datagram (netplay's lanes ride inside them;
+        # see netplay.wire): negotiated, id 0, unordered, never retransmitted by SCTP.
+        self.channel: RTCDataChannel = self.pc.createDataChannel(
+            CHANNEL_LABEL, ordered=False, negotiated=True, id=0, maxRetransmits=0)
+        self.channel.bufferedAmountLowThreshold = 0
+        self.channel.on("open", self._channel_opened)
+        self.channel.on("close", self._channel_closed)
+        self.channel.on("message", on_frame)
+        self._drain_listeners: list[Callable[[], None]] = []
+        self.channel.on("bufferedamountlow", self._drained)
         if on_bad is not None:  # data on a stream id with no channel: aiortc drops it silently
             _sctp.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
                                 else on_bad(stream, why))
@@ -99,18 +100,10 @@ class PeerLink:
     def __repr__(self) -> str:
         return f"<PeerLink {self.peer_id} attempt={self.attempt} state={self.pc.connectionState}>"
 
-    @staticmethod
-    def _make_receiver(index: int, on_frame: Callable[[int, bytes | str], None]
-                       ) -> Callable[[bytes | str], None]:
-        def receive(data: bytes | str) -> None:
-            on_frame(index, data)
-        return receive
-
     def _channel_opened(self) -> None:
-        self._open_count += 1
-        if self._open_count == len(self.channels) and not self.closed:
+        if not self.closed:
             self.opened = True
-            logger.debug("link to %s (attempt %d): channels open", self.peer_id, self.attempt)
+            logger.debug("link to %s (attempt %d): channel open", self.peer_id, self.attempt)
             self._on_open()
 
     def _channel_closed(self) -> None:
@@ -177,74 +170,26 @@ class PeerLink:
 
     # -- data -----------------------------------------------------------------------------
 
-    def send(self, index: int, data: bytes) -> bool:
-        """Hand one message to aiortc; False when the channel isn't open."""
-        dc = self.channels[index]
-        if dc.readyState != "open":
+    def send(self, data: bytes) -> bool:
+        """Hand one datagram to aiortc; False when the channel isn't open."""
+        channel = self.channel
+        if channel.readyState != "open":
             return False
-        dc.send(data)
+        channel.send(data)
         return True
 
-    def buffered(self, index: int) -> int:
-        """Bytes queued in aiortc for this channel and not yet handed to SCTP."""
-        return int(self.channels[index].bufferedAmount)
+    def buffered(self) -> int:
+        """Bytes aiortc holds that SCTP has not taken yet (its congestion window is full)."""
+        return int(self.channel.bufferedAmount)
 
-    def on_acked(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after every SCTP SACK is processed (room opened in the window).
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever aiortc's buffer of this link empties."""
+        self._drain_listeners.append(callback)
 
-        aiortc has no public event for this: we wrap the SCTP transport's private
-        ``_receive_sack_chunk`` on this instance only (aiortc is pinned). Without it, callers
-        fall back to polling.
-        """
-        self._ack_listeners.append(callback)
-        sctp = self.pc.sctp
-        original = getattr(sctp, "_receive_sack_chunk", None)
-        if original is None or getattr(original, "_netplay", False):
-            return
-        listeners = self._ack_listeners
-
-        async def receive_sack(chunk: Any) -> None:
-            await original(chunk)
-            for listener in listeners:
+    def _drained(self) -> None:
+        if not self.closed:
+            for listener in self._drain_listeners:
                 listener()
-
-        receive_sack._netplay = True  # type: ignore[attr-defined]
-        sctp._receive_sack_chunk = receive_sack  # type: ignore[method-assign,union-attr]
-
-    def in_flight_age(self, index: int) -> float:
-        """Seconds since the oldest unacknowledged message of this channel left for the
-        network (0.0 when none); see :func:`netplay._sctp.in_flight_age`."""
-        sctp = self.pc.sctp
-        return 0.0 if sctp is None else _sctp.in_flight_age(sctp, index, time.time())
-
-    def reliable_room(self, index: int) -> int:
-        """Bytes that may be handed to aiortc now without queueing behind the congestion
-        window: 0 while SCTP still has anything queued, else the free part of its window.
-
-        Reads private ``RTCSctpTransport`` fields (``_data_channel_queue``, ``_outbound_queue``,
-        ``_cwnd``, ``_flight_size``; aiortc is pinned); without them, falls back to allowing
-        ``reliable_buffer_limit`` bytes in the channel's ``bufferedAmount``.
-        """
-        dc = self.channels[index]
-        if dc.readyState != "open":
-            return 0
-        sctp = self.pc.sctp
-        try:
-            if sctp._data_channel_queue or sctp._outbound_queue:  # type: ignore[union-attr]
-                return 0
-            return int(sctp._cwnd - sctp._flight_size)  # type: ignore[union-attr]
-        except AttributeError:
-            return self.config.reliable_buffer_limit - int(dc.bufferedAmount)
-
-    def flushed(self) -> bool:
-        """True when nothing sent is still queued or unacknowledged in SCTP."""
-        sctp = self.pc.sctp
-        if sctp is None:
-            return True
-        # private aiortc queues: there is no public "all acked" signal
-        return not (getattr(sctp, "_data_channel_queue", None)
-                    or getattr(sctp, "_outbound_queue", None)
-                    or getattr(sctp, "_sent_queue", None))
 
     def set_conditioner(self, config: ConditionerConfig | None) -> None:
         """Change (or start) the link conditioner of this connection, both directions."""
@@ -256,13 +201,6 @@ class PeerLink:
             self.conditioner = attach(self.pc, config, config)
         else:
             self.conditioner.set(outbound=config, inbound=config)
-
-    def sctp_stats(self) -> dict[str, Any]:
-        """A few SCTP figures (for debugging and stats): smoothed RTT and retransmits."""
-        sctp = self.pc.sctp
-        if sctp is None:
-            return {}
-        return {"srtt": getattr(sctp, "_srtt", None)}
 
     async def close(self) -> None:
         """Close the connection; no callback runs afterwards. Idempotent."""

@@ -33,6 +33,12 @@ Resume
     members see nothing. After the grace period the others receive ``peer_left``. The server
     drops connections that send nothing (send ``ping`` when idle) after its idle timeout.
 
+Host migration
+    The host is the earliest-joined member still connected to the lobby. When the host leaves,
+    is kicked, or its connection drops, the others receive ``host_changed`` at once (a dropped
+    host does not wait for its grace period; it keeps its seat and resumes as an ordinary
+    member). docs/lobby.md, "Host migration", has the whole rule.
+
 Errors
     Every error is ``{"type": "error", "code": ..., "message": ..., "id": ...}`` with one of the
     stable codes in :class:`ErrorCode`. Malformed frames are answered with ``bad_message`` and the
@@ -379,7 +385,8 @@ class PeerLeft(_Message):
 
 
 class HostChanged(_Message):
-    """The lobby has a new host (the earliest-joined remaining member)."""
+    """The lobby has a new host: the earliest-joined member still connected. Sent at once when
+    the host leaves, is kicked or its connection drops (the old host may keep its seat)."""
 
     type: Literal["host_changed"] = "host_changed"
     host: PeerId

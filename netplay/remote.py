@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import wire
-from .channels import ReliableSender
+from ._unpack import UnpackLimits
+from .config import DEFAULT_CHANNELS
+from .congestion import Pacer
 from .errors import ChannelClosed, SignalingError
-from .events import LeaveReason, PeerJoined, PeerLeft
+from .events import LeaveReason, MessagesUndelivered, PeerJoined, PeerLeft
+from .lanes import Inbound, Outbound, lane_specs
 from .peer import PeerLink
 from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId, Signal
 from .state import PeerState
@@ -60,9 +62,18 @@ class Remote:
     done: bool = False
     """The supervisor gave up or the peer left; the record only waits for the lobby to drop it."""
     task: asyncio.Task[None] | None = None
-    senders: dict[int, ReliableSender] = field(default_factory=dict)
-    reassemblers: dict[int, wire.Reassembler] = field(default_factory=dict)
+    outbound: Outbound = field(default_factory=lambda: Outbound(lane_specs(DEFAULT_CHANNELS)))
+    """Our lanes to this peer: kept across link rebuilds (record ids survive a re-offer)."""
+    inbound: Inbound = field(default_factory=lambda: Inbound(lane_specs(DEFAULT_CHANNELS),
+                                                             UnpackLimits()))
+    """This peer's lanes to us: kept across link rebuilds (duplicates are still dropped)."""
+    pacer: Pacer = field(default_factory=Pacer)
     flush_handle: asyncio.Handle | None = None
+    pump_handle: asyncio.Handle | None = None
+    """A scheduled :meth:`DataPlane._pump` (now, or when the pacer or a resend is due)."""
+    pump_at: float = 0.0
+    was_connected: bool = False
+    """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
     """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
 
@@ -79,17 +90,13 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
     link = PeerLink(
         r.id, attempt, mesh.config, mesh._rtc_ice_servers(),
         on_open=lambda: _opened(mesh, r, attempt),
-        on_frame=lambda index, data: mesh._on_frame(r, index, data),
+        on_frame=lambda data: mesh._on_frame(r, data),
         on_down=post("down", attempt),
         conditioner=mesh._conditioner_for(r.id),
         on_bad=lambda index, why: mesh._bad(r, index, why),
     )
     r.link = link
-    limits = mesh.config.unpack_limits()
-    r.reassemblers = {i: wire.Reassembler(limits.max_size, limits)
-                      for i, c in enumerate(mesh.config.channels) if c.is_reliable}
-    r.senders = {i: ReliableSender(link, i, mesh.config.fragment_size)
-                 for i, c in enumerate(mesh.config.channels) if c.is_reliable}
+    link.on_drain(lambda: mesh._kick(r))
     return link
 
 
@@ -103,19 +110,21 @@ def _opened(mesh: Mesh, r: Remote, attempt: int) -> None:
         return
     r.connected = r.ever_reported = True
     r.state.last_heard = time.monotonic()
+    r.was_connected = True
     logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, attempt)
     mesh._peer_joined(r, PeerJoined(r.id, r.name))
+    r.outbound.resend_all()  # what was in flight on an earlier link goes again (deduplicated)
+    mesh._kick(r)
     r.inbox.put_nowait(("open", attempt))
 
 
 async def _drop_link(r: Remote) -> None:
     link, r.link = r.link, None
-    for sender in r.senders.values():
-        sender.close()
-    r.senders = {}
-    if r.flush_handle is not None:
-        r.flush_handle.cancel()
-        r.flush_handle = None
+    for name in ("flush_handle", "pump_handle"):
+        handle = getattr(r, name)
+        if handle is not None:
+            handle.cancel()
+            setattr(r, name, None)
     if link is not None:
         await link.close()
 
@@ -237,3 +246,7 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
         r.done = True
         with contextlib.suppress(Exception):
             await _drop_link(r)
+        lost = r.outbound.undelivered
+        if lost and mesh._is_open():
+            logger.warning("%d reliable message(s) to %s were never delivered", lost, r.id)
+            mesh._emit(MessagesUndelivered(r.id, lost))

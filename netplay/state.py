@@ -1,6 +1,6 @@
 """The state channel of one peer: snapshots, deltas, acks, clock, liveness and stats. No I/O.
 
-Per peer and tick netplay sends at most one :class:`~netplay.wire.StateDatagram`: the newest
+Per peer and tick netplay sends at most one :class:`~netplay.wire.Datagram` with a snapshot: the newest
 pending snapshot (if the game sent one since the last datagram), delta-encoded against the
 newest snapshot this peer acknowledged (:class:`~netplay.delta.DeltaEncoder`, Quake 3 style),
 with our own ack and the clock echo riding along; with nothing to send, a bare heartbeat goes
@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from typing import Any
 
 from .clock import ClockSync
 from .delta import DeltaDecoder, DeltaEncoder, packed_size
 from .interpolation import InterpolationBuffer
-from .seq import next_seq
+from .seq import next_seq, seq_gt
 from .snapshots import SnapshotBuffer, Verdict
 from .stats import PeerStats, StatsTracker
-from .wire import Snapshot, StateDatagram, StateFields, pack_body, pack_state_frame
+from .wire import Datagram, pack_body, pack_head, pack_tail, unpack_datagram
 
 __all__ = ["PeerState"]
 
@@ -49,6 +50,8 @@ class PeerState:
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
         self.size_warned = False
+        self._in_flight: deque[tuple[int, float]] = deque()
+        """(snapshot seq, sent at) of snapshots sent and not yet acknowledged."""
         self.timeout_posted: int | None = None
         """Link attempt already reported as timed out (report each attempt once)."""
         self.delta = delta
@@ -108,52 +111,55 @@ class PeerState:
         self.last_sent = now
         return out_seq
 
-    def build(self, now: float) -> StateDatagram:
-        """The next datagram: the pending snapshot (if any) with ack and echo."""
-        taken = self._take_snapshot()
-        snapshot = None if taken is None else Snapshot(*taken[:4])
-        # The echo's t1 is our receive time; the receiver takes our sent_at as t2.
-        return StateDatagram(seq=self._stamp(now), sent_at=now, echo=self.echo,
-                             ack=self.decoder.last_decoded_seq, snapshot=snapshot)
-
-    def build_frame(self, now: float) -> bytes:
-        """``wire.pack_state(self.build(now))``, the same bytes, without packing twice."""
-        taken = self._take_snapshot()
+    def head(self, now: float, *, snapshot: bool = True) -> bytes:
+        """The first part of the next datagram (:func:`~netplay.wire.pack_head`): seq, time,
+        echo, ack and, with ``snapshot``, the pending snapshot if there is one."""
+        taken = self._take_snapshot() if snapshot else None
         ack = self.decoder.last_decoded_seq
         seq = self._stamp(now)
         if taken is None:
-            return pack_state_frame(seq, now, self.echo, ack)
+            return pack_head(seq, now, self.echo, ack)
         snap_seq, tick, baseline, _, body_bytes = taken
-        return pack_state_frame(seq, now, self.echo, ack, (snap_seq, tick, baseline), body_bytes)
+        self._in_flight.append((snap_seq, now))
+        return pack_head(seq, now, self.echo, ack, (snap_seq, tick, baseline), body_bytes)
 
-    def receive(self, datagram: StateDatagram, now: float) -> Any:
+    def build(self, now: float) -> Datagram:
+        """The next datagram as a value (no reliable part): for tests and tools."""
+        return unpack_datagram(self.head(now) + pack_tail(1, None, ()))
+
+    def snapshot_in_flight_age(self, now: float) -> float:
+        """Seconds since the oldest snapshot sent after the newest one the peer acknowledged
+        was sent (0.0 when none): on a link slower than the game sends, snapshots queue in
+        the network and this age grows."""
+        flight = self._in_flight
+        acked = self.encoder.acked
+        if acked is not None:
+            while flight and not seq_gt(flight[0][0], acked):
+                flight.popleft()
+        return now - flight[0][1] if flight else 0.0
+
+    def receive(self, datagram: Datagram, now: float) -> Any:
         """Take one datagram; returns the decoded snapshot state when it is the newest,
-        else ``_NOTHING``. Raises ``ProtocolError`` for a delta that does not apply."""
-        snap = datagram.snapshot
-        return self.receive_fields(
-            (datagram.seq, datagram.sent_at, datagram.echo, datagram.ack,
-             None if snap is None else (snap.seq, snap.tick, snap.baseline, snap.body)), now)
-
-    def receive_fields(self, fields: StateFields, now: float) -> Any:
-        """:meth:`receive` of a datagram decoded by :func:`~netplay.wire.unpack_state_fields`."""
-        _, sent_at, echo, ack, snap = fields
+        else ``NOTHING``. Raises ``ProtocolError`` for a delta that does not apply."""
         self.last_heard = now
-        self.echo = (sent_at, now)
+        self.echo = (datagram.sent_at, now)
+        echo = datagram.echo
         if echo is not None:
-            self.clock.on_sample(echo[0], echo[1], sent_at, now)
-        if ack is not None:
-            self.encoder.ack(ack)
+            self.clock.on_sample(echo[0], echo[1], datagram.sent_at, now)
+        if datagram.ack is not None:
+            self.encoder.ack(datagram.ack)
+        snap = datagram.snapshot
         if snap is None:
             return _NOTHING
         self.stats.on_snapshot(now)
-        snap_seq, tick, baseline, body = snap
-        state = self.decoder.decode(snap_seq, baseline, body)
-        verdict = self.snapshots.push(snap_seq, tick, sent_at, state, now)
+        state = self.decoder.decode(snap.seq, snap.baseline, snap.body)
+        verdict = self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, state, now)
         if verdict is not Verdict.ACCEPTED:
-            logger.debug("snapshot %d: %s", snap_seq, verdict.value)
+            logger.debug("snapshot %d: %s", snap.seq, verdict.value)
             return _NOTHING
         with self.lock:
-            self.interp.add(self.clock.to_local(sent_at), state, tick, received_at=now)
+            self.interp.add(self.clock.to_local(datagram.sent_at), state, snap.tick,
+                            received_at=now)
         return state
 
     def peer_stats(self, now: float) -> PeerStats:

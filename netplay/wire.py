@@ -1,39 +1,48 @@
-"""Data-channel packet format (msgpack), shared by every peer link. No I/O.
+"""Peer-to-peer datagram format (msgpack), wire version 2. No I/O.
 
-Each data-channel message is ``bytes``; its first byte says what follows:
+Every peer pair shares one SCTP data channel (negotiated, id 0, unordered, no retransmits), and
+every message on it is one netplay *datagram*: a version byte, then one msgpack array::
 
-``0x00`` STATE: one datagram per tick on the "state" channel, a msgpack array
-    ``[seq, sent_at, echo, ack, snapshot]``:
+    0x02 [seq, sent_at, echo, ack, snapshot, epoch, acks, records]
 
-    - ``seq``: 16-bit wrapping datagram sequence number (:mod:`netplay.seq`); gaps give loss;
-    - ``sent_at``: sender's clock (seconds) when sent;
-    - ``echo``: ``None`` or ``[t0, t1]``: ``sent_at`` of the newest datagram received from the
-      addressee and the sender's clock when it arrived (NTP-style RTT and clock offset);
-    - ``ack``: ``None`` or the newest snapshot seq received from the addressee (delta baseline);
-    - ``snapshot``: ``None`` (a heartbeat) or ``[snap_seq, tick, baseline, body]``, where
-      ``baseline`` is ``None`` for a full snapshot or the seq the ``body`` delta is against.
+- ``seq``: 16-bit wrapping datagram sequence number (:mod:`netplay.seq`); gaps give loss;
+- ``sent_at``: sender's clock (seconds, float) when sent;
+- ``echo``: ``nil`` or ``[t0, t1]``: ``sent_at`` of the newest datagram received from the
+  addressee and the sender's clock when it arrived (NTP-style RTT and clock offset);
+- ``ack``: ``nil`` or the newest snapshot seq received from the addressee (delta baseline);
+- ``snapshot``: ``nil`` or ``[snap_seq, tick, baseline, body]``; ``baseline`` is ``nil`` for a
+  full snapshot or the snapshot seq the ``body`` delta is against;
+- ``epoch``: the sender's reliable-stream epoch, an int in ``1 .. 2**31 - 1`` chosen at random
+  for each remote peer the sender tracks; when it changes, the receiver starts a new stream;
+- ``acks``: ``nil`` or ``[epoch, cum, bits]``: for the addressee's stream ``epoch``, every
+  record id below ``cum`` arrived; ``bits`` (bin, at most :data:`MAX_ACK_BYTES`) has bit ``i``
+  (byte ``i // 8``, least significant bit first) set when id ``cum + 1 + i`` arrived;
+- ``records``: an array of messages, each one of
+  - ``[rid, lane, lseq, body]``: a whole reliable message;
+  - ``[rid, lane, lseq, piece, index, count]``: piece ``index`` of ``count`` (bin) of a
+    reliable message; the pieces concatenated are the msgpack encoding of its body;
+  - ``[nil, lane, nil, body]``: an unreliable message (sent once).
 
-    So acks, heartbeats, clock samples and delta baselines ride inside the one datagram per
-    tick. Keep a datagram under about 1,100 bytes: aiortc cuts user data into 1,200-byte SCTP
-    chunks, and an unreliable message is lost whole when one chunk is lost.
-``0x01`` MESSAGE: the msgpack encoding of one message body (any channel but "state").
-``0x03`` BYE: sent on "events" before a peer closes on purpose; msgpack of the reason
-    (``"left"`` or ``"kicked"``), so the others report it at once and with the right reason.
-``0x04`` ALIAS: sent on "events" when the lobby gave us a new peer id (it restarted and forgot
-    us); msgpack of the new id, so peers map the lobby's new id onto the link they have.
-``0x02`` FRAGMENT: a piece of a reliable message too big to hand to aiortc at once: a 12-byte
-    header ``!III`` (message id, total length, offset of this piece) and raw bytes; the pieces
-    (in order, any sizes) concatenated are the msgpack encoding of the body.
+  ``rid`` numbers every reliable record the sender ever sent to this peer in this epoch
+  (0, 1, 2, ... below ``2**53``); it is what acks acknowledge and what duplicates are dropped
+  by. ``lane`` is the index of the channel in :attr:`MeshConfig.channels`, and lane 0 (the
+  state channel has no records) is netplay's control lane, with bodies ``["bye", reason]`` and
+  ``["alias", lobby_peer_id]``. ``lseq`` numbers the messages of one lane (0, 1, 2, ...);
+  an ordered lane delivers them in that order.
+
+So acks, heartbeats, clock samples, delta baselines and the due reliable messages ride in one
+datagram. A datagram is at most :data:`MAX_DATAGRAM` bytes; netplay fills reliable records up
+to :data:`TARGET_DATAGRAM` (aiortc cuts user data into 1,200-byte SCTP chunks, and an
+unreliable message is lost whole when one chunk is lost). ``docs/wire.md`` is the full
+specification for other implementations.
 
 Unpacking checks sizes before decoding, decodes with explicit msgpack limits
-(:mod:`netplay._unpack`: lengths, and a cap on arrays and maps built from a big message, so a
-hostile packet cannot make us allocate without bound) and raises
-:class:`~netplay.errors.ProtocolError` for anything malformed or over a limit.
+(:mod:`netplay._unpack`) and raises :class:`~netplay.errors.ProtocolError` for anything
+malformed or over a limit.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,42 +53,69 @@ from .errors import ProtocolError
 from .seq import SEQ_MOD, is_seq
 
 __all__ = [
-    "ALIAS",
-    "FRAGMENT",
-    "MESSAGE",
-    "BYE",
-    "STATE",
-    "Reassembler",
+    "CONTROL_LANE",
+    "MAX_ACK_BYTES",
+    "MAX_DATAGRAM",
+    "MAX_ID",
+    "TARGET_DATAGRAM",
+    "WIRE_VERSION",
+    "Acks",
+    "Datagram",
+    "Record",
     "Snapshot",
-    "StateDatagram",
-    "fragment",
-    "pack_alias",
     "pack_body",
-    "pack_bye",
-    "pack_message",
-    "pack_state",
-    "pack_state_frame",
-    "split_message",
+    "pack_datagram",
+    "pack_acks",
+    "pack_fragment_record",
+    "pack_head",
+    "pack_record",
+    "pack_tail",
+    "pack_unreliable_record",
     "unpack_body",
-    "unpack_state",
-    "unpack_state_fields",
+    "unpack_datagram",
 ]
 
-STATE = 0x00
-MESSAGE = 0x01
-FRAGMENT = 0x02
-BYE = 0x03
-ALIAS = 0x04
+WIRE_VERSION = 2
+"""First byte of every datagram. A peer speaking another version is reported as bad input."""
+CONTROL_LANE = 0
+"""Lane of netplay's own control messages (``bye``, ``alias``)."""
+MAX_DATAGRAM = 65_536
+"""No datagram may be bigger (one SCTP message)."""
+TARGET_DATAGRAM = 1_100
+"""Reliable records are packed into datagrams up to this many bytes."""
+MAX_ACK_BYTES = 256
+"""Longest ``bits`` field of an ack (2,048 record ids past ``cum``)."""
+MAX_ID = 2**53
+"""Record ids and lane sequence numbers stay below this (exact in JavaScript numbers)."""
+MAX_FRAGMENTS = 1 << 20
+"""Most pieces one message may be cut into."""
+MAX_EPOCH = 2**31
 
-MAX_SEQ = 2**32
-MAX_STATE_DATAGRAM = 65_536
-"""A state datagram can't be bigger than one SCTP message."""
-_HEADER = struct.Struct("!III")
+_VERSION_PREFIX = bytes((WIRE_VERSION,))
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def _packb(value: Any) -> bytes:
+    return _packer.pack(value)  # type: ignore[no-any-return]
+
+
+"""Packs the ints, floats, bytes and Nones of headers. One shared Packer is safe across
+threads here: packing those types runs no Python code (game values go through
+:func:`pack_body`, with a fresh Packer)."""
+_NIL = b"\xc0"
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A game snapshot inside a state datagram."""
+    """A game snapshot inside a datagram."""
 
     seq: int
     tick: int
@@ -88,14 +124,52 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class StateDatagram:
-    """The one datagram per tick on the state channel (see the module docstring)."""
+class Acks:
+    """What arrived of the addressee's reliable stream ``epoch`` (see the module docstring)."""
+
+    epoch: int
+    cum: int
+    bits: bytes = b""
+
+    def received(self) -> list[int]:
+        """Record ids at or above ``cum`` that ``bits`` reports as received."""
+        out = []
+        for i, byte in enumerate(self.bits):
+            while byte:
+                low = byte & -byte
+                out.append(self.cum + 1 + i * 8 + low.bit_length() - 1)
+                byte ^= low
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message (or piece of one) inside a datagram.
+
+    ``rid`` is ``None`` for an unreliable message; ``count`` is 0 for a whole message, else
+    the number of pieces, and ``body`` is then the raw bytes of piece ``index``.
+    """
+
+    rid: int | None
+    lane: int
+    lseq: int | None
+    body: Any
+    index: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A decoded datagram (see the module docstring)."""
 
     seq: int
     sent_at: float
     echo: tuple[float, float] | None = None
     ack: int | None = None
     snapshot: Snapshot | None = None
+    epoch: int = 1
+    acks: Acks | None = None
+    records: tuple[Record, ...] = ()
 
 
 def pack_body(body: Any) -> bytes:
@@ -118,129 +192,71 @@ def unpack_body(payload: bytes | memoryview, limits: UnpackLimits = DEFAULT_LIMI
         raise ProtocolError(f"not a msgpack value: {type(exc).__name__}: {exc}") from exc
 
 
-def pack_message(body: Any) -> bytes:
-    """A whole MESSAGE frame for ``body``."""
-    return bytes((MESSAGE,)) + pack_body(body)
+def pack_record(rid: int, lane: int, lseq: int, packed_body: bytes) -> bytes:
+    """A whole reliable record; ``packed_body`` is :func:`pack_body` of the message."""
+    return b"\x94" + _packb(rid) + _packb(lane) + _packb(lseq) + packed_body
 
 
-def fragment(payload: bytes | memoryview, message_id: int, offset: int, size: int) -> bytes:
-    """The FRAGMENT frame carrying ``payload[offset:offset + size]`` of one message."""
-    return (bytes((FRAGMENT,)) + _HEADER.pack(message_id % MAX_SEQ, len(payload), offset)
-            + payload[offset:offset + size])
+def pack_fragment_record(rid: int, lane: int, lseq: int, piece: bytes | memoryview,
+                         index: int, count: int) -> bytes:
+    """Piece ``index`` of ``count`` of a reliable message's encoding."""
+    return (b"\x96" + _packb(rid) + _packb(lane) + _packb(lseq) + _packb(bytes(piece))
+            + _packb(index) + _packb(count))
 
 
-def split_message(payload: bytes, fragment_size: int, message_id: int) -> list[bytes]:
-    """Frames for an encoded body (:func:`pack_body`) on a reliable channel: one MESSAGE frame,
-    or FRAGMENT frames of ``fragment_size`` payload bytes each. (Senders may also cut pieces
-    of varying size with :func:`fragment`, as the paced sender does.)"""
-    if len(payload) <= fragment_size:
-        return [bytes((MESSAGE,)) + payload]
-    view = memoryview(payload)
-    return [fragment(view, message_id, offset, fragment_size)
-            for offset in range(0, len(payload), fragment_size)]
+def pack_unreliable_record(lane: int, packed_body: bytes) -> bytes:
+    """An unreliable record (sent once, never acknowledged)."""
+    return b"\x94" + _NIL + _packb(lane) + _NIL + packed_body
 
 
-class Reassembler:
-    """Rebuilds fragmented messages arriving on one ordered, reliable channel."""
-
-    def __init__(self, max_size: int, limits: UnpackLimits | None = None) -> None:
-        self.max_size = max_size
-        self.limits = UnpackLimits(max_size) if limits is None else limits
-        self._id: int | None = None
-        self._total = 0
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, frame: bytes) -> tuple[bool, Any]:
-        """Take one frame; ``(True, body)`` when a message is complete, else ``(False, None)``.
-
-        Raises ``ProtocolError`` on a malformed frame (and forgets any partial message).
-        """
-        if not frame:
-            raise ProtocolError("empty frame")
-        kind = frame[0]
-        if kind == MESSAGE:
-            if self._id is not None:
-                self._reset()
-                raise ProtocolError("whole message inside a fragmented one")
-            if len(frame) - 1 > self.max_size:
-                raise ProtocolError(f"message of {len(frame) - 1} bytes is over the limit")
-            return True, unpack_body(memoryview(frame)[1:], self.limits)
-        if kind != FRAGMENT:
-            raise ProtocolError(f"unknown frame kind {kind}")
-        if len(frame) <= 1 + _HEADER.size:
-            self._reset()
-            raise ProtocolError("truncated fragment")
-        message_id, total, offset = _HEADER.unpack_from(frame, 1)
-        if total > self.max_size:
-            self._reset()
-            raise ProtocolError(f"fragmented message of {total} bytes is over the "
-                                f"{self.max_size}-byte limit")
-        piece = frame[1 + _HEADER.size:]
-        expected = (message_id, total, 0) if self._id is None else (self._id, self._total,
-                                                                      self._size)
-        if (message_id, total, offset) != expected or offset + len(piece) > total:
-            self._reset()
-            raise ProtocolError(f"fragment at {offset} of message {message_id} out of place")
-        self._id, self._total = message_id, total
-        self._parts.append(piece)
-        self._size += len(piece)
-        if self._size < total:
-            return False, None
-        payload = b"".join(self._parts)
-        self._reset()
-        return True, unpack_body(payload, self.limits)
-
-    def _reset(self) -> None:
-        self._id = None
-        self._total = 0
-        self._parts = []
-        self._size = 0
+def pack_acks(acks: Acks | None) -> bytes:
+    """The ``acks`` field."""
+    if acks is None:
+        return _NIL
+    return b"\x93" + _packb(acks.epoch) + _packb(acks.cum) + _packb(acks.bits)
 
 
-def pack_alias(lobby_id: str) -> bytes:
-    """An ALIAS frame."""
-    return bytes((ALIAS,)) + pack_body(lobby_id)
+def pack_head(seq: int, sent_at: float, echo: tuple[float, float] | None, ack: int | None,
+              snapshot: tuple[int, int, int | None] | None = None,
+              snapshot_body: bytes = b"") -> bytes:
+    """The first part of a datagram: version byte, array header and the first five fields.
 
-
-def pack_bye(reason: str) -> bytes:
-    """A BYE frame."""
-    return bytes((BYE,)) + pack_body(reason)
-
-
-def pack_state(datagram: StateDatagram) -> bytes:
-    """Encode a state datagram (``TypeError`` if the snapshot body isn't msgpack)."""
-    snap = datagram.snapshot
-    snap_part = None if snap is None else [snap.seq, snap.tick, snap.baseline, snap.body]
-    echo = None if datagram.echo is None else list(datagram.echo)
-    return bytes((STATE,)) + pack_body(
-        [datagram.seq, datagram.sent_at, echo, datagram.ack, snap_part]
-    )
-
-
-_STATE_PREFIX = bytes((STATE,))
-_pack_header = msgpack.Packer(use_bin_type=True).pack
-"""Packs the ints, floats and Nones of a datagram's header. One shared Packer is safe across
-threads here: packing those types runs no Python code, so no other thread can run
-in between (:func:`pack_body` packs game values, which may, with a fresh Packer)."""
-
-
-def pack_state_frame(seq: int, sent_at: float, echo: tuple[float, float] | None,
-                     ack: int | None, snapshot: tuple[int, int, int | None] | None = None,
-                     body: bytes = b"") -> bytes:
-    """:func:`pack_state` with the snapshot body already encoded (:func:`pack_body`).
-
-    ``snapshot`` is ``(seq, tick, baseline)`` or ``None`` for a heartbeat. The bytes are the
-    same as :func:`pack_state`'s: msgpack values are concatenated, so the body's encoding is
-    appended where the header's last element (a nil placeholder) was.
+    ``snapshot`` is ``(seq, tick, baseline)`` with its body already encoded
+    (``snapshot_body``, :func:`pack_body`), or ``None``. msgpack values are concatenated, so
+    a datagram is ``pack_head(...) + pack_tail(...)``, each part packed once.
     """
-    head: bytes
     if snapshot is None:
-        head = _pack_header((seq, sent_at, echo, ack, None))
-        return _STATE_PREFIX + head
-    snap_seq, tick, baseline = snapshot
-    head = _pack_header((seq, sent_at, echo, ack, (snap_seq, tick, baseline, None)))
-    return _STATE_PREFIX + head[:-1] + body
+        snap = _NIL
+    else:
+        snap_seq, tick, baseline = snapshot
+        snap = b"\x94" + _packb(snap_seq) + _packb(tick) + _packb(baseline) + snapshot_body
+    return b"".join((_VERSION_PREFIX, b"\x98", _packb(seq), _packb(sent_at),
+                     _NIL if echo is None else _packb(echo), _packb(ack), snap))
+
+
+def pack_tail(epoch: int, acks: Acks | None, records: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """The last three fields of a datagram: ``epoch``, ``acks`` and the encoded ``records``
+    (:func:`pack_record` and friends)."""
+    return b"".join((_packb(epoch), pack_acks(acks), _array_header(len(records)), *records))
+
+
+def pack_datagram(datagram: Datagram) -> bytes:
+    """Encode a :class:`Datagram` value (tests and tools; the send path packs parts)."""
+    snap = datagram.snapshot
+    records = []
+    for r in datagram.records:
+        if r.rid is None:
+            records.append(pack_unreliable_record(r.lane, pack_body(r.body)))
+        elif r.count:
+            assert r.lseq is not None
+            records.append(pack_fragment_record(r.rid, r.lane, r.lseq, r.body, r.index, r.count))
+        else:
+            assert r.lseq is not None
+            records.append(pack_record(r.rid, r.lane, r.lseq, pack_body(r.body)))
+    return pack_head(datagram.seq, datagram.sent_at, datagram.echo, datagram.ack,
+                     None if snap is None else (snap.seq, snap.tick, snap.baseline),
+                     b"" if snap is None else pack_body(snap.body)) \
+        + pack_tail(datagram.epoch, datagram.acks, records)
 
 
 _TIME_TYPES = (float, int)
@@ -250,42 +266,73 @@ def _is_time(value: Any) -> bool:
     return type(value) in _TIME_TYPES and value == value and abs(value) < 1e12
 
 
-def unpack_state(frame: bytes) -> StateDatagram:
-    """Decode and check a state datagram; ``ProtocolError`` when it isn't one."""
-    seq, sent_at, echo, ack, snap = unpack_state_fields(frame)
-    return StateDatagram(seq, sent_at, echo, ack, None if snap is None else Snapshot(*snap))
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 0 <= value < MAX_ID
 
 
-StateFields = tuple[int, float, tuple[float, float] | None, int | None,
-                    tuple[int, int, int | None, Any] | None]
-"""A checked state datagram as plain values: ``(seq, sent_at, echo, ack, snapshot)``, the
-snapshot as ``(seq, tick, baseline, body)`` or ``None``."""
+def _record(fields: Any, lanes: int) -> Record:
+    if not isinstance(fields, list) or len(fields) not in (4, 6):
+        raise ProtocolError("record is not a 4- or 6-element array")
+    rid, lane, lseq = fields[0], fields[1], fields[2]
+    if not (type(lane) is int and 0 <= lane < lanes):
+        raise ProtocolError(f"record on unknown lane {lane!r}")
+    if rid is None:
+        if lseq is not None or len(fields) != 4:
+            raise ProtocolError("unreliable record with a lane sequence number or pieces")
+        return Record(None, lane, None, fields[3])
+    if not (_is_id(rid) and _is_id(lseq)):
+        raise ProtocolError("record: bad id or lane sequence number")
+    if len(fields) == 4:
+        return Record(rid, lane, lseq, fields[3])
+    piece, index, count = fields[3], fields[4], fields[5]
+    if not (isinstance(piece, bytes) and type(index) is int and type(count) is int
+            and 0 <= index < count <= MAX_FRAGMENTS and count > 1):
+        raise ProtocolError("record: bad piece")
+    return Record(rid, lane, lseq, piece, index, count)
 
 
-def unpack_state_fields(frame: bytes) -> StateFields:
-    """:func:`unpack_state` without the dataclasses (the receive path's version)."""
-    if len(frame) > MAX_STATE_DATAGRAM:
-        raise ProtocolError(f"state datagram of {len(frame)} bytes is over the limit")
-    if not frame or frame[0] != STATE:
-        raise ProtocolError("not a state datagram")
+def unpack_datagram(frame: bytes, lanes: int = 256) -> Datagram:
+    """Decode and check one datagram; ``lanes`` is the number of configured channels.
+
+    Raises ``ProtocolError`` when it isn't a well-formed version-2 datagram.
+    """
+    if len(frame) > MAX_DATAGRAM:
+        raise ProtocolError(f"datagram of {len(frame)} bytes is over the limit")
+    if not frame:
+        raise ProtocolError("empty datagram")
+    if frame[0] != WIRE_VERSION:
+        raise ProtocolError(f"wire version {frame[0]} (this peer speaks {WIRE_VERSION}); "
+                            f"are both players running compatible netplay versions?")
     fields = unpack_body(memoryview(frame)[1:])
-    if not isinstance(fields, list) or len(fields) != 5:
-        raise ProtocolError("state datagram is not a 5-element array")
-    seq, sent_at, echo, ack, snap = fields
-    # is_seq() and _is_time() written out: this runs for every datagram
+    if not isinstance(fields, list) or len(fields) != 8:
+        raise ProtocolError("datagram is not an 8-element array")
+    seq, sent_at, echo, ack, snap, epoch, acks, records = fields
     if not (type(seq) is int and 0 <= seq < SEQ_MOD and type(sent_at) in _TIME_TYPES
             and sent_at == sent_at and -1e12 < sent_at < 1e12):
-        raise ProtocolError("state datagram: bad seq or sent_at")
+        raise ProtocolError("datagram: bad seq or sent_at")
     if echo is not None:
         if not (isinstance(echo, list) and len(echo) == 2 and _is_time(echo[0])
                 and _is_time(echo[1])):
-            raise ProtocolError("state datagram: bad echo")
+            raise ProtocolError("datagram: bad echo")
         echo = (float(echo[0]), float(echo[1]))
-    if ack is not None and not (type(ack) is int and 0 <= ack < SEQ_MOD):
-        raise ProtocolError("state datagram: bad ack")
+    if ack is not None and not is_seq(ack):
+        raise ProtocolError("datagram: bad ack")
+    snapshot = None
     if snap is not None:
         if not (isinstance(snap, list) and len(snap) == 4 and is_seq(snap[0])
                 and type(snap[1]) is int and (snap[2] is None or is_seq(snap[2]))):
-            raise ProtocolError("state datagram: bad snapshot")
-        snap = (snap[0], snap[1], snap[2], snap[3])
-    return seq, float(sent_at), echo, ack, snap
+            raise ProtocolError("datagram: bad snapshot")
+        snapshot = Snapshot(snap[0], snap[1], snap[2], snap[3])
+    if not (type(epoch) is int and 0 < epoch < MAX_EPOCH):
+        raise ProtocolError("datagram: bad epoch")
+    acks_value = None
+    if acks is not None:
+        if not (isinstance(acks, list) and len(acks) == 3 and type(acks[0]) is int
+                and 0 < acks[0] < MAX_EPOCH and _is_id(acks[1]) and isinstance(acks[2], bytes)
+                and len(acks[2]) <= MAX_ACK_BYTES):
+            raise ProtocolError("datagram: bad acks")
+        acks_value = Acks(acks[0], acks[1], acks[2])
+    if not isinstance(records, list):
+        raise ProtocolError("datagram: records is not an array")
+    return Datagram(seq, float(sent_at), echo, ack, snapshot, epoch, acks_value,
+                    tuple(_record(r, lanes) for r in records))

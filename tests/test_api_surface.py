@@ -90,6 +90,10 @@ def test_bad_channel_and_ice_server_configs() -> None:
         netplay.ChannelConfig("x", max_retransmits=1, max_packet_life_time=5)
     with pytest.raises(ValueError, match="int >= 0"):
         netplay.ChannelConfig("x", max_retransmits=-1)
+    with pytest.raises(ValueError, match="partial reliability is not supported"):
+        netplay.ChannelConfig("x", ordered=False, max_retransmits=3)
+    with pytest.raises(ValueError, match="priority"):
+        netplay.ChannelConfig.reliable("x", priority=5000)
     with pytest.raises(ValueError, match="stun:/turn:"):
         netplay.IceServer(("http://stun.example",))
 

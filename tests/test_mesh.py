@@ -10,6 +10,7 @@ import msgpack
 import pytest
 
 import netplay
+from netplay import wire
 from netplay.conditioner import ConditionerConfig
 from netplay.mesh import Mesh
 from mesh_helpers import assert_loopback_only, config, eventually, full_mesh
@@ -168,26 +169,38 @@ async def test_garbled_packets_are_dropped_counted_and_logged_once(
     channels = (netplay.ChannelConfig.unreliable("state"), netplay.ChannelConfig.reliable("events"),
                 netplay.ChannelConfig.unreliable("extra"))
     async with full_mesh(lobby, 2, channels=channels) as (a, b):
-        # Raw aiortc channels of b's link to a: the negotiated channels, by index.
-        raw = b._remotes[a.peer_id].link.channels  # type: ignore[union-attr]
+        # b's raw aiortc channel to a: every datagram travels on it.
+        raw = b._remotes[a.peer_id].link.channel  # type: ignore[union-attr]
+        epoch = b._remotes[a.peer_id].outbound.epoch  # forged records in b's own stream
+
+        def dgram(*, snapshot: Any = None, body: bytes = b"", acks: Any = None,
+                  records: tuple[bytes, ...] = (), version: int = wire.WIRE_VERSION) -> bytes:
+            head = wire.pack_head(1, 1.0, None, None, snapshot, body)
+            return bytes((version,)) + head[1:] + wire.pack_tail(epoch, acks, records)
+
+        body = wire.pack_body
         garbage = [
-            (0, b"\xc1not msgpack"),                        # invalid msgpack byte
-            (0, b"\x00" + b"\x93\x01\x02\x03"),             # state: wrong envelope (3 fields)
-            (0, b"\x01\xa3abc"),                            # a message frame on the state channel
-            (0, "text"),                                    # text instead of binary
-            (0, b"\x00" + b"\xdd\xff\xff\xff\xff"),         # claims a 4-billion-element array
-            (1, b"\x07junk"),                               # unknown frame kind
-            (1, b"\x02\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x09x"),  # fragment out of place
-            (1, b"\x01\xc1"),                               # message that isn't msgpack
-            (2, b"\x00\x90"),                               # state frame on an extra channel
+            b"\x02\xc1not msgpack",                           # invalid msgpack byte
+            b"\x02" + b"\x93\x01\x02\x03",                    # wrong layout (3 fields)
+            dgram(version=1),                                  # another wire version
+            "text",                                            # text instead of binary
+            b"\x02" + b"\xdd\xff\xff\xff\xff",                # claims a 4-billion-element array
             # NaN send time
-            (0, b"\x00" + b"\x95\x01\xcb" + b"\x7f\xf8" + b"\x00" * 6 + b"\xc0\xc0\xc0"),
-            # a delta against a baseline never sent
-            (0, b"\x00" + msgpack.packb([7, 1.0, None, None, [5, 1, 999, {"x": 1}]])),
+            b"\x02\x98\x01\xcb\x7f\xf8" + b"\x00" * 6 + b"\xc0\xc0\xc0\x01\xc0\x90",
+            dgram(snapshot=(5, 1, 999), body=body({"x": 1})),  # delta against a baseline never sent
+            dgram(records=(wire.pack_record(1000, 9, 0, body("x")),)),            # unknown lane
+            dgram(records=(wire.pack_unreliable_record(1, body("x")),)),       # unreliable on events
+            dgram(records=(wire.pack_record(1001, 2, 0, body("x")),)),            # reliable on "extra"
+            dgram(records=(wire.pack_fragment_record(1002, 1, 50, b"\xc1", 0, 2),
+                           wire.pack_fragment_record(1003, 1, 50, b"\xc1", 1, 2))),  # pieces not msgpack
+            dgram(records=(wire.pack_fragment_record(1004, 1, 51, b"ab", 0, 3),
+                           wire.pack_fragment_record(1005, 1, 51, b"ab", 1, 2))),  # counts disagree
+            dgram(records=(wire.pack_record(1006, 0, 0, body(["launch", "missiles"])),)),  # control
+            dgram(acks=wire.Acks(5, 0, b"\x00" * 300)),       # ack bits over the limit
         ]
         with caplog.at_level(logging.WARNING, logger="netplay"):
-            for index, data in garbage:
-                raw[index].send(data)
+            for data in garbage:
+                raw.send(data)
             b.send_event("still works")
             ev = await a.wait_for(netplay.MessageReceived, timeout=5)
             assert ev.body == "still works"

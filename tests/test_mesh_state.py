@@ -12,8 +12,8 @@ from netplay.errors import ProtocolError
 from netplay.state import NOTHING, PeerState
 
 
-def over_the_wire(datagram: wire.StateDatagram) -> wire.StateDatagram:
-    return wire.unpack_state(wire.pack_state(datagram))
+def over_the_wire(datagram: wire.Datagram) -> wire.Datagram:
+    return wire.unpack_datagram(wire.pack_datagram(datagram))
 
 
 def test_snapshots_delta_against_acked_baselines_and_decode_exactly() -> None:
@@ -25,9 +25,9 @@ def test_snapshots_delta_against_acked_baselines_and_decode_exactly() -> None:
         now += 1 / 30
         world = {**world, "players": {**world["players"], "a": {"x": step, "y": 0}}}
         alice.set_pending(world, tick=step)
-        packet = wire.pack_state(alice.build(now))
+        packet = wire.pack_datagram(alice.build(now))
         (first_sizes if step < 1 else later_sizes).append(len(packet))
-        got = bob.receive(wire.unpack_state(packet), now + 0.05)
+        got = bob.receive(wire.unpack_datagram(packet), now + 0.05)
         assert got == world
         # bob's reply carries the ack (and the clock echo)
         alice.receive(over_the_wire(bob.build(now + 0.05)), now + 0.1)
@@ -38,7 +38,7 @@ def test_snapshots_delta_against_acked_baselines_and_decode_exactly() -> None:
     assert alice.peer_stats(now).rtt_ms == pytest.approx(100, abs=1)
 
 
-def test_build_frame_with_packed_snapshots_sends_the_same_bytes_as_build() -> None:
+def test_head_with_packed_snapshots_sends_the_same_bytes_as_build() -> None:
     """The data plane's path (state encoded once, a private copy as baseline) and build()."""
     plain, packed, bob = PeerState(0.0), PeerState(0.0), PeerState(0.0)
     world: dict[str, object] = {"p": {"a": [0, 0], "b": [5, 5]}, "map": "m" * 100, "hp": 1.5}
@@ -51,14 +51,14 @@ def test_build_frame_with_packed_snapshots_sends_the_same_bytes_as_build() -> No
         sent = {"other": step} if step % 11 == 5 else world
         plain.set_pending(sent, tick=step)
         packed.set_pending(wire.unpack_body(wire.pack_body(sent)), step, wire.pack_body(sent))
-        frame = packed.build_frame(now)
-        assert frame == wire.pack_state(plain.build(now))
-        assert bob.receive(wire.unpack_state(frame), now) == sent
+        frame = packed.head(now) + wire.pack_tail(1, None, ())
+        assert frame == wire.pack_datagram(plain.build(now))
+        assert bob.receive(wire.unpack_datagram(frame), now) == sent
         if step % 3 != 2:  # some acks get lost
             reply = over_the_wire(bob.build(now + 0.01))
             plain.receive(reply, now + 0.02)
             packed.receive(reply, now + 0.02)
-    assert packed.build_frame(now + 1) == wire.pack_state(plain.build(now + 1))  # heartbeat
+    assert packed.head(now + 1) + wire.pack_tail(1, None, ()) == wire.pack_datagram(plain.build(now + 1))  # heartbeat
     assert packed.peer_stats(now).delta_bytes_saved == plain.peer_stats(now).delta_bytes_saved
     assert packed.peer_stats(now).delta_bytes_saved > 0
 
@@ -91,7 +91,7 @@ def test_pending_snapshot_is_replaced_newest_wins() -> None:
 
 def test_delta_without_baseline_is_a_protocol_error() -> None:
     bob = PeerState(0.0)
-    bad = wire.StateDatagram(1, 1.0, snapshot=wire.Snapshot(3, 1, 2, {"x": 1}))
+    bad = wire.Datagram(1, 1.0, snapshot=wire.Snapshot(3, 1, 2, {"x": 1}))
     with pytest.raises(ProtocolError, match="baseline"):
         bob.receive(bad, 1.0)
 

@@ -1,8 +1,8 @@
-"""Data-channel packet format: round trips, fragmentation, and rejection of bad input."""
+"""Datagram format (wire version 2): round trips, the worked example, rejection of bad input."""
 
 from __future__ import annotations
 
-import struct
+import threading
 
 import msgpack
 import pytest
@@ -19,97 +19,55 @@ values = st.recursive(
                                                                 max_size=5),
     max_leaves=20,
 )
+ids = st.integers(0, wire.MAX_ID - 1)
 
 
-@given(values)
-def test_message_round_trip(body: object) -> None:
-    frames = wire.split_message(wire.pack_body(body), 16, message_id=7)
-    reassembler = wire.Reassembler(max_size=1 << 20)
-    results = [reassembler.feed(f) for f in frames]
-    assert [done for done, _ in results] == [False] * (len(frames) - 1) + [True]
-    assert results[-1][1] == body
+@given(values, values, ids, ids, st.integers(1, wire.MAX_EPOCH - 1))
+def test_datagram_round_trip(state: object, body: object, rid: int, lseq: int,
+                             epoch: int) -> None:
+    datagram = wire.Datagram(
+        seq=65535, sent_at=12.5, echo=(1.0, 2.25), ack=3,
+        snapshot=wire.Snapshot(9, -4, None, state), epoch=epoch,
+        acks=wire.Acks(epoch, rid, b"\x05"),
+        records=(wire.Record(rid, 1, lseq, body), wire.Record(None, 2, None, body),
+                 wire.Record(rid, 1, lseq, b"piece", 2, 3)))
+    assert wire.unpack_datagram(wire.pack_datagram(datagram), lanes=3) == datagram
 
 
-def test_big_message_is_fragmented_and_reassembled() -> None:
-    body = {"blob": bytes(range(256)) * 1000, "n": 1}
-    frames = wire.split_message(wire.pack_body(body), 16_384, message_id=2**40)
-    assert len(frames) == 16 and all(len(f) <= 16_384 + 13 for f in frames)
-    assert {f[0] for f in frames} == {wire.FRAGMENT}
-    reassembler = wire.Reassembler(max_size=1 << 20)
-    for frame in frames[:-1]:
-        assert reassembler.feed(frame) == (False, None)
-    assert reassembler.feed(frames[-1]) == (True, body)
-    assert wire.split_message(wire.pack_body("small"), 16_384, 1) == [b"\x01\xa5small"]
+def test_bare_heartbeat_round_trip_and_parts_join_to_the_same_bytes() -> None:
+    bare = wire.Datagram(0, 1.0)
+    frame = wire.pack_datagram(bare)
+    assert wire.unpack_datagram(frame) == bare
+    assert frame == wire.pack_head(0, 1.0, None, None) + wire.pack_tail(1, None, ())
 
 
-def test_pieces_of_any_size_reassemble() -> None:
-    payload = wire.pack_body({"blob": b"q" * 5000})
-    offsets = [0, 1, 1100, 1101, 4000, len(payload)]
-    r = wire.Reassembler(max_size=10_000)
-    results = [r.feed(wire.fragment(payload, 9, start, end - start))
-               for start, end in zip(offsets, offsets[1:])]
-    assert results[-1] == (True, {"blob": b"q" * 5000})
-    assert all(done is False for done, _ in results[:-1])
+def test_worked_example_of_docs_wire_md() -> None:
+    """The example datagram in docs/wire.md, byte for byte."""
+    frame = (wire.pack_head(7, 1.5, None, 3, (4, 120, 2), wire.pack_body({"x": 1}))
+             + wire.pack_tail(42, wire.Acks(99, 10, b"\x01"),
+                              [wire.pack_record(5, 1, 2, wire.pack_body("hi"))]))
+    assert frame.hex(" ") == (
+        "02 98 07 cb 3f f8 00 00 00 00 00 00 c0 03 94 04 78 02 81 a1 78 01 2a 93 63 0a c4 01 "
+        "01 91 94 05 01 02 a2 68 69")
+    datagram = wire.unpack_datagram(frame)
+    assert datagram.snapshot == wire.Snapshot(4, 120, 2, {"x": 1})
+    assert datagram.acks is not None and datagram.acks.received() == [11]
+    assert datagram.records == (wire.Record(5, 1, 2, "hi"),)
 
 
-def test_reassembler_rejects_misplaced_and_oversized_fragments() -> None:
-    payload = wire.pack_body(b"x" * 100)
-    frames = wire.split_message(payload, 30, message_id=1)
-    r = wire.Reassembler(max_size=1000)
-    with pytest.raises(ProtocolError, match="out of place"):
-        r.feed(frames[1])                       # starts in the middle
-    r.feed(frames[0])
-    with pytest.raises(ProtocolError, match="out of place"):
-        r.feed(frames[2])                       # skips one
-    other = wire.split_message(wire.pack_body(b"y" * 100), 30, message_id=2)
-    r.feed(frames[0])
-    with pytest.raises(ProtocolError, match="out of place"):
-        r.feed(other[1])                        # another message's fragment
-    r.feed(frames[0])
-    with pytest.raises(ProtocolError, match="out of place"):
-        r.feed(b"\x02" + struct.pack("!III", 1, len(payload), 30) + b"x" * 100)  # past the end
-    r.feed(frames[0])
-    with pytest.raises(ProtocolError, match="inside a fragmented"):
-        r.feed(wire.pack_message("whole"))
-    small = wire.Reassembler(max_size=50)
-    with pytest.raises(ProtocolError, match="over the 50-byte limit"):
-        small.feed(frames[0])                   # refused before anything is buffered
-    with pytest.raises(ProtocolError, match="over the limit"):
-        small.feed(wire.pack_message(b"z" * 100))
-    for bad, match in ((b"", "empty"), (b"\x09", "unknown frame kind"),
-                       (b"\x02\x00", "truncated"), (b"\x01\xc1", "not a msgpack value"),
-                       (b"\x01\x01\x02", "not a msgpack value")):
-        with pytest.raises(ProtocolError, match=match):
-            wire.Reassembler(100).feed(bad)
-    # after errors the reassembler still works
-    assert r.feed(wire.pack_message([1])) == (True, [1])
+def test_acks_bits_list_received_ids_past_cum() -> None:
+    assert wire.Acks(1, 100, bytes([0b1000_0001, 0, 0b10])).received() == [101, 108, 118]
+    assert wire.Acks(1, 0).received() == []
 
 
-@given(values, st.integers(0, 65535), st.one_of(st.none(), st.integers(0, 65535)),
-       st.booleans(), st.integers(-2**40, 2**40))
-def test_state_frame_with_a_packed_body_is_pack_state(body: object, seq: int, ack: int | None,
-                                                      echo: bool, tick: int) -> None:
-    e = (1.5, 2.25) if echo else None
-    for baseline in (None, (seq + 7) % 65536):
-        datagram = wire.StateDatagram(seq, 3.75, e, ack, wire.Snapshot(9, tick, baseline, body))
-        frame = wire.pack_state_frame(seq, 3.75, e, ack, (9, tick, baseline),
-                                      wire.pack_body(body))
-        assert frame == wire.pack_state(datagram)
-        assert wire.unpack_state(frame) == wire.unpack_state(wire.pack_state(datagram))
-    assert wire.pack_state_frame(seq, 3.75, e, ack) == wire.pack_state(
-        wire.StateDatagram(seq, 3.75, e, ack))
-
-
-def test_state_frames_packed_from_several_threads_at_once_stay_intact() -> None:
-    import threading
-
+def test_datagram_heads_packed_from_several_threads_at_once_stay_intact() -> None:
     body = wire.pack_body({"x": list(range(50))})
     frames: dict[int, set[bytes]] = {}
 
     def work(k: int) -> None:
         got = frames.setdefault(k, set())
         for _ in range(2000):
-            got.add(wire.pack_state_frame(k, k + 0.5, (1.0, 2.0), k, (k, k, None), body))
+            got.add(wire.pack_head(k, k + 0.5, (1.0, 2.0), k, (k, k, None), body))
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in threads:
@@ -117,48 +75,63 @@ def test_state_frames_packed_from_several_threads_at_once_stay_intact() -> None:
     for t in threads:
         t.join()
     for k, got in frames.items():
-        assert got == {wire.pack_state(wire.StateDatagram(
-            k, k + 0.5, (1.0, 2.0), k, wire.Snapshot(k, k, None, {"x": list(range(50))})))}
+        expected = wire.pack_datagram(wire.Datagram(
+            k, k + 0.5, (1.0, 2.0), k, wire.Snapshot(k, k, None, {"x": list(range(50))})))
+        assert {frame + wire.pack_tail(1, None, ()) for frame in got} == {expected}
 
 
-def test_state_datagram_round_trip() -> None:
-    full = wire.StateDatagram(65535, 12.5, (1.0, 2.25), 3, wire.Snapshot(9, -4, None, {"x": [1]}))
-    assert wire.unpack_state(wire.pack_state(full)) == full
-    bare = wire.StateDatagram(0, 1.0)
-    assert wire.unpack_state(wire.pack_state(bare)) == bare
-    delta = wire.StateDatagram(1, 2, None, None, wire.Snapshot(10, 5, 9, {"x": 2}))
-    assert wire.unpack_state(wire.pack_state(delta)).snapshot == delta.snapshot
+def fields(seq: object = 1, sent_at: object = 1.0, echo: object = None, ack: object = None,
+           snap: object = None, epoch: object = 1, acks: object = None,
+           records: object = ()) -> list[object]:
+    return [seq, sent_at, echo, ack, snap, epoch, acks,
+            list(records) if isinstance(records, tuple) else records]
 
 
-@pytest.mark.parametrize("fields,match", [
-    ([1, 2.0, None, None], "5-element"),
-    ([65536, 1.0, None, None, None], "bad seq"),
-    ([True, 1.0, None, None, None], "bad seq"),
-    ([1, "now", None, None, None], "bad seq or sent_at"),
-    ([1, float("nan"), None, None, None], "bad seq or sent_at"),
-    ([1, 1e300, None, None, None], "bad seq or sent_at"),
-    ([1, 1.0, [1.0], None, None], "bad echo"),
-    ([1, 1.0, None, -1, None], "bad ack"),
-    ([1, 1.0, None, None, [1, 2, None]], "bad snapshot"),
-    ([1, 1.0, None, None, [1, 2.5, None, {}]], "bad snapshot"),
-    ([1, 1.0, None, None, [1, 2, 70000, {}]], "bad snapshot"),
-    ({"seq": 1}, "5-element"),
+@pytest.mark.parametrize("value,match", [
+    ([1, 2.0, None, None], "8-element"),
+    ({"seq": 1}, "8-element"),
+    (fields(seq=65536), "bad seq"),
+    (fields(seq=True), "bad seq"),
+    (fields(sent_at="now"), "bad seq or sent_at"),
+    (fields(sent_at=float("nan")), "bad seq or sent_at"),
+    (fields(sent_at=1e300), "bad seq or sent_at"),
+    (fields(echo=[1.0]), "bad echo"),
+    (fields(ack=-1), "bad ack"),
+    (fields(snap=[1, 2, None]), "bad snapshot"),
+    (fields(snap=[1, 2.5, None, {}]), "bad snapshot"),
+    (fields(snap=[1, 2, 70000, {}]), "bad snapshot"),
+    (fields(epoch=0), "bad epoch"),
+    (fields(epoch=2**31), "bad epoch"),
+    (fields(acks=[1, 2]), "bad acks"),
+    (fields(acks=[1, -2, b""]), "bad acks"),
+    (fields(acks=[1, 2, b"\x00" * 300]), "bad acks"),
+    (fields(records={}), "records is not an array"),
+    (fields(records=[[1, 2]]), "4- or 6-element"),
+    (fields(records=[[1, 300, 0, "x"]]), "unknown lane"),
+    (fields(records=[[2**53, 1, 0, "x"]]), "bad id"),
+    (fields(records=[[1, 1, -1, "x"]]), "bad id"),
+    (fields(records=[[None, 1, 0, "x"]]), "unreliable record with"),
+    (fields(records=[[1, 1, 0, "not bytes", 0, 2]]), "bad piece"),
+    (fields(records=[[1, 1, 0, b"x", 2, 2]]), "bad piece"),
+    (fields(records=[[1, 1, 0, b"x", 0, 1]]), "bad piece"),
 ])
-def test_bad_state_datagrams_are_rejected(fields: object, match: str) -> None:
+def test_bad_datagrams_are_rejected(value: object, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
-        wire.unpack_state(b"\x00" + msgpack.packb(fields))
+        wire.unpack_datagram(b"\x02" + msgpack.packb(value), lanes=8)
 
 
-def test_hostile_sizes_are_rejected_without_allocating() -> None:
+def test_hostile_sizes_and_versions_are_rejected_without_allocating() -> None:
     # a header claiming 2**32-1 array elements in a 6-byte packet
     with pytest.raises(ProtocolError, match="not a msgpack value"):
-        wire.unpack_state(b"\x00\xdd\xff\xff\xff\xff")
+        wire.unpack_datagram(b"\x02\xdd\xff\xff\xff\xff")
     with pytest.raises(ProtocolError, match="not a msgpack value"):
         wire.unpack_body(b"\xc6\xff\xff\xff\xffabc")  # bin32 of 4 GiB
     with pytest.raises(ProtocolError, match="over the limit"):
-        wire.unpack_state(b"\x00" + b"\x00" * wire.MAX_STATE_DATAGRAM)
-    with pytest.raises(ProtocolError, match="not a state datagram"):
-        wire.unpack_state(b"\x01\x90")
+        wire.unpack_datagram(b"\x02" + b"\x00" * wire.MAX_DATAGRAM)
+    with pytest.raises(ProtocolError, match="wire version 0"):
+        wire.unpack_datagram(b"\x00\x95\x01\x01\xc0\xc0\xc0")  # a version-1 state frame
+    with pytest.raises(ProtocolError, match="empty"):
+        wire.unpack_datagram(b"")
 
 
 def test_unsendable_values_raise_a_clear_type_error() -> None:
@@ -166,8 +139,3 @@ def test_unsendable_values_raise_a_clear_type_error() -> None:
         wire.pack_body({"x": object()})
     with pytest.raises(TypeError, match="msgpack values only"):
         wire.pack_body(2**70)
-
-
-def test_bye_frame() -> None:
-    frame = wire.pack_bye("kicked")
-    assert frame[0] == wire.BYE and wire.unpack_body(frame[1:]) == "kicked"

@@ -1,0 +1,509 @@
+"""Lanes: netplay's own reliable and unreliable messages over the unreliable stream. No I/O.
+
+One :class:`Outbound` and one :class:`Inbound` per remote peer, kept across link rebuilds (so
+record ids survive a re-offer and nothing in flight is lost or doubled). Every channel of a
+mesh but "state" is a lane (:class:`LaneSpec`): reliable ordered, reliable unordered or
+unreliable, with a priority; lane 0 is netplay's control lane.
+
+Sending (the model of Glenn Fiedler's "reliable ordered messages", GNS lanes and QUIC's loss
+recovery):
+
+- A message waits in its lane's queue; when a datagram is built (:meth:`Outbound.take`) lanes
+  are served by priority, highest first, and a message too big for one datagram is cut into
+  pieces. Each record (message or piece) gets the next record id when it is first sent.
+- The peer acknowledges record ids in every datagram it sends (cumulative id + bitfield).
+- A record is resent when a record sent after it was acknowledged and it has been out for
+  the latest RTT plus a reordering allowance (RACK, RFC 8985), or when it has been out for
+  the retransmission timeout ``srtt + 4 * rttvar`` (floored at ``min_rto``, a couple of ticks;
+  doubled per resend of that record, up to :data:`MAX_RTO`). Never SCTP's 1 s minimum.
+- At most ``window`` record ids may be outstanding past the oldest unacknowledged one (the
+  receiver's window), which bounds memory on both sides.
+
+Receiving (:class:`Inbound`): duplicates are dropped by record id; pieces are reassembled
+(size-checked against ``max_message_size``); an ordered lane delivers by lane sequence number.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._unpack import UnpackLimits
+from .errors import ProtocolError
+from .wire import (
+    MAX_ACK_BYTES,
+    MAX_EPOCH,
+    Acks,
+    Record,
+    pack_fragment_record,
+    pack_record,
+    pack_unreliable_record,
+    unpack_body,
+)
+
+__all__ = ["Inbound", "LaneSpec", "Outbound", "RttEstimator", "lane_specs"]
+
+logger = logging.getLogger(__name__)
+
+WINDOW = MAX_ACK_BYTES * 8
+"""Record ids a receiver accepts past its cumulative ack (and a sender may have outstanding)."""
+MAX_RTO = 1.0
+"""Longest wait before a record is resent (after backoff)."""
+RECORD_OVERHEAD = 24
+"""Upper bound of a fragment record's bytes besides its piece."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSpec:
+    """What one lane is: its index, kind and priority (higher goes first)."""
+
+    index: int
+    reliable: bool = True
+    ordered: bool = True
+    priority: int = 0
+
+
+class RttEstimator:
+    """RFC 6298 smoothed RTT and variance, plus the minimum seen (for delay-based pacing)."""
+
+    def __init__(self) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.latest = 0.0
+        self.min_rtt = float("inf")
+
+    def sample(self, rtt: float) -> None:
+        """Take one measurement (seconds)."""
+        rtt = max(rtt, 1e-6)
+        self.latest = rtt
+        self.min_rtt = min(self.min_rtt, rtt)
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+    def rto(self, floor: float) -> float:
+        """``srtt + 4 * rttvar``, at least ``floor`` (0.2 s before any sample)."""
+        if self.srtt is None:
+            return max(floor, 0.2)
+        return min(max(self.srtt + 4 * self.rttvar, floor), MAX_RTO)
+
+
+@dataclass(eq=False, slots=True)
+class _Message:
+    lane: int
+    lseq: int
+    payload: memoryview
+    count: int
+    """Pieces (0: sent whole)."""
+    next_index: int = 0
+    unacked: int = 0
+    """Records of this message sent and not yet acknowledged."""
+
+
+@dataclass(eq=False, slots=True)
+class _Sent:
+    rid: int
+    lane: int
+    data: bytes
+    message: _Message
+    last: bool
+    """The message's last record: acking it with no others outstanding completes it."""
+    first_sent: float
+    last_sent: float
+    sends: int = 1
+    lost: bool = False
+
+
+@dataclass(slots=True)
+class _LaneOut:
+    spec: LaneSpec
+    queue: deque[_Message] = field(default_factory=deque)
+    unreliable: deque[bytes] = field(default_factory=deque)
+    next_lseq: int = 0
+
+
+class Outbound:
+    """The sending half of one peer's lanes."""
+
+    def __init__(self, lanes: list[LaneSpec], *, piece_size: int = 1000,
+                 min_rto: float = 0.03, window: int = WINDOW,
+                 rng: random.Random | None = None) -> None:
+        self.epoch = (rng or random.SystemRandom()).randrange(1, MAX_EPOCH)
+        self.piece_size = piece_size
+        self.min_rto = min_rto
+        self.window = window
+        self.rtt = RttEstimator()
+        self._lanes = {spec.index: _LaneOut(spec) for spec in lanes}
+        self._levels: list[list[_LaneOut]] = []
+        for priority in sorted({s.priority for s in lanes}, reverse=True):
+            self._levels.append([lane for lane in self._lanes.values()
+                                 if lane.spec.priority == priority])
+        self._next_rid = 0
+        self._in_flight: dict[int, _Sent] = {}
+        self._order: deque[tuple[_Sent, float]] = deque()
+        self._lost: deque[_Sent] = deque()
+        self._rack_sent = float("-inf")
+        self.undelivered = 0
+        """Reliable messages accepted and not yet acknowledged whole by the peer."""
+        self._pending: dict[int, int] = {}
+        self.queued_bytes = 0
+        """Bytes of reliable messages not yet sent once."""
+        self.in_flight_bytes = 0
+        self.resent = 0
+        """Records sent again (lost or late)."""
+
+    # -- queueing -------------------------------------------------------------------------
+
+    def push(self, lane: int, payload: bytes) -> None:
+        """Queue one reliable message (``payload``: its msgpack encoding)."""
+        out = self._lanes[lane]
+        count = 0 if len(payload) <= self.piece_size else -(-len(payload) // self.piece_size)
+        out.queue.append(_Message(lane, out.next_lseq, memoryview(payload), count))
+        out.next_lseq += 1
+        self.undelivered += 1
+        self._pending[lane] = self._pending.get(lane, 0) + 1
+        self.queued_bytes += len(payload)
+
+    def pending(self, lane: int) -> int:
+        """Reliable messages of ``lane`` not yet acknowledged whole."""
+        return self._pending.get(lane, 0)
+
+    def push_unreliable(self, lane: int, payload: bytes) -> None:
+        """Queue one unreliable message for the next datagram."""
+        self._lanes[lane].unreliable.append(pack_unreliable_record(lane, payload))
+
+    def has_new(self) -> bool:
+        """True when a message waits to be sent for the first time (window permitting)."""
+        return any(lane.queue or lane.unreliable for lane in self._lanes.values()) \
+            and (self.window_open() or any(lane.unreliable for lane in self._lanes.values()))
+
+    def window_open(self) -> bool:
+        """True while a new record id may be used."""
+        oldest = next(iter(self._in_flight), self._next_rid)
+        return self._next_rid - oldest < self.window
+
+    # -- acknowledgements -----------------------------------------------------------------
+
+    def on_acks(self, acks: Acks, now: float) -> int:
+        """Apply the peer's acks; returns the bytes newly acknowledged."""
+        if acks.epoch != self.epoch:
+            return 0
+        in_flight = self._in_flight
+        done = 0
+        for rid in list(in_flight):  # ordered by rid: stop at cum
+            if rid >= acks.cum:
+                break
+            done += self._acked(in_flight.pop(rid), now)
+        for rid in acks.received():
+            sent = in_flight.pop(rid, None)
+            if sent is not None:
+                done += self._acked(sent, now)
+        return done
+
+    def _acked(self, sent: _Sent, now: float) -> int:
+        if sent.sends == 1:
+            self.rtt.sample(now - sent.first_sent)
+        if sent.last_sent > self._rack_sent:
+            self._rack_sent = sent.last_sent
+        size = len(sent.data)
+        self.in_flight_bytes -= size
+        message = sent.message
+        message.unacked -= 1
+        if message.unacked == 0 and message.next_index >= max(message.count, 1):
+            self.undelivered -= 1
+            self._pending[message.lane] -= 1
+        return size
+
+    # -- loss detection -------------------------------------------------------------------
+
+    def _detect_losses(self, now: float) -> None:
+        rto = self.rtt.rto(self.min_rto)
+        srtt = self.rtt.srtt if self.rtt.srtt is not None else rto
+        reorder = max(self.rtt.min_rtt / 4 if self.rtt.min_rtt < 1e9 else 0.0, 0.002)
+        rack_wait = max(self.rtt.latest, srtt * 0.5) + reorder
+        order = self._order
+        while order:
+            sent, stamp = order[0]
+            if sent.rid not in self._in_flight or stamp != sent.last_sent or sent.lost:
+                order.popleft()
+                continue
+            age = now - stamp
+            rack_lost = stamp < self._rack_sent and age >= rack_wait
+            backoff = min(rto * (1 << min(sent.sends - 1, 6)), max(rto, MAX_RTO))
+            if not (rack_lost or age >= backoff):
+                break
+            order.popleft()
+            sent.lost = True
+            self._lost.append(sent)
+
+    def next_timeout(self) -> float | None:
+        """When the oldest record in flight is due for a resend (``None``: nothing in flight)."""
+        order = self._order
+        while order:
+            sent, stamp = order[0]
+            if sent.rid in self._in_flight and stamp == sent.last_sent and not sent.lost:
+                rto = self.rtt.rto(self.min_rto)
+                return stamp + min(rto * (1 << min(sent.sends - 1, 6)), max(rto, MAX_RTO))
+            order.popleft()
+        return None
+
+    def resend_all(self) -> None:
+        """A new link: whatever is in flight may have died with the old one; resend it."""
+        for sent in self._in_flight.values():
+            if not sent.lost:
+                sent.lost = True
+                self._lost.append(sent)
+        self._order.clear()
+
+    # -- building datagrams ---------------------------------------------------------------
+
+    def take(self, now: float, room: int, budget: float) -> list[bytes]:
+        """Records for one datagram: at most ``room`` bytes, and reliable records while
+        ``budget`` bytes (the pacer's) last. Resends of a priority level go before its new
+        messages; levels go highest first."""
+        self._detect_losses(now)
+        out: list[bytes] = []
+        lost_by_lane: dict[int, list[_Sent]] = {}
+        while self._lost:
+            sent = self._lost.popleft()
+            if sent.rid in self._in_flight and sent.lost:
+                lost_by_lane.setdefault(sent.lane, []).append(sent)
+        for level in self._levels:
+            for lane in level:
+                while lane.unreliable and (len(lane.unreliable[0]) <= room or not out):
+                    record = lane.unreliable.popleft()  # alone in a datagram if it must be
+                    out.append(record)
+                    room -= len(record)
+                for sent in lost_by_lane.pop(lane.spec.index, ()):
+                    size = len(sent.data)
+                    if size > room or budget <= 0:
+                        self._lost.append(sent)
+                        continue
+                    sent.lost = False
+                    sent.sends += 1
+                    sent.last_sent = now
+                    self._order.append((sent, now))
+                    self.resent += 1
+                    out.append(sent.data)
+                    room -= size
+                    budget -= size
+                while lane.queue and budget > 0 and self.window_open():
+                    piece = self._next_piece(lane, now, room)
+                    if piece is None:
+                        break
+                    out.append(piece)
+                    room -= len(piece)
+                    budget -= len(piece)
+        for rest in lost_by_lane.values():
+            self._lost.extend(rest)
+        return out
+
+    def _next_piece(self, lane: _LaneOut, now: float, room: int) -> bytes | None:
+        message = lane.queue[0]
+        rid = self._next_rid
+        if message.count == 0:
+            if len(message.payload) + RECORD_OVERHEAD > room:
+                return None
+            data = pack_record(rid, lane.spec.index, message.lseq, bytes(message.payload))
+            message.next_index = 1
+            size = len(message.payload)
+        else:
+            if self.piece_size + RECORD_OVERHEAD > room:
+                return None
+            index = message.next_index
+            piece = message.payload[index * self.piece_size:(index + 1) * self.piece_size]
+            data = pack_fragment_record(rid, lane.spec.index, message.lseq, piece, index,
+                                        message.count)
+            message.next_index += 1
+            size = len(piece)
+        last = message.next_index >= max(message.count, 1)
+        if last:
+            lane.queue.popleft()
+        self.queued_bytes -= size
+        self._next_rid = rid + 1
+        sent = _Sent(rid, lane.spec.index, data, message, last, now, now)
+        message.unacked += 1
+        self._in_flight[rid] = sent
+        self._order.append((sent, now))
+        self.in_flight_bytes += len(data)
+        return data
+
+    @property
+    def in_flight(self) -> int:
+        """Records sent and not yet acknowledged."""
+        return len(self._in_flight)
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing unacknowledged."""
+        return not self._in_flight and not any(
+            lane.queue or lane.unreliable for lane in self._lanes.values())
+
+    def has_lost(self) -> bool:
+        """Records known lost wait for a resend."""
+        return bool(self._lost)
+
+
+@dataclass(slots=True)
+class _Partial:
+    count: int
+    parts: dict[int, bytes] = field(default_factory=dict)
+    size: int = 0
+
+
+@dataclass(slots=True)
+class _LaneIn:
+    spec: LaneSpec
+    next_lseq: int = 0
+    ready: dict[int, Any] = field(default_factory=dict)
+    partial: dict[int, _Partial] = field(default_factory=dict)
+
+
+class Inbound:
+    """The receiving half of one peer's lanes."""
+
+    def __init__(self, lanes: list[LaneSpec], limits: UnpackLimits,
+                 window: int = WINDOW) -> None:
+        self._specs = lanes
+        self.limits = limits
+        self.window = window
+        self.epoch: int | None = None
+        self.duplicates = 0
+        """Records that arrived again (dropped)."""
+        self._retired: deque[int] = deque(maxlen=8)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cum = 0
+        self._above: set[int] = set()
+        self._lanes = {spec.index: _LaneIn(spec) for spec in self._specs}
+        self.dirty = False
+
+    def on_epoch(self, epoch: int) -> bool:
+        """The peer's stream epoch in a datagram: a new one starts a new stream. False for
+        a retired epoch (a datagram delayed past the change): ignore its records."""
+        if epoch == self.epoch:
+            return True
+        if epoch in self._retired:
+            return False
+        if self.epoch is not None:
+            logger.debug("peer restarted its reliable stream (epoch %d -> %d)", self.epoch, epoch)
+            self._retired.append(self.epoch)
+        self.epoch = epoch
+        self._reset()
+        return True
+
+    def acks(self) -> Acks | None:
+        """What to acknowledge in the next datagram (``None`` before anything arrived)."""
+        if self.epoch is None:
+            return None
+        self.dirty = False
+        if not self._above:
+            return Acks(self.epoch, self.cum)
+        top = min(max(self._above) - self.cum - 1, MAX_ACK_BYTES * 8 - 1)
+        bits = bytearray(top // 8 + 1)
+        base = self.cum + 1
+        for rid in self._above:
+            i = rid - base
+            if 0 <= i <= top:
+                bits[i >> 3] |= 1 << (i & 7)
+        return Acks(self.epoch, self.cum, bytes(bits))
+
+    def receive(self, record: Record) -> list[tuple[int, Any]]:
+        """Take one record; returns the ``(lane, body)`` messages it completes, in order.
+
+        Raises ``ProtocolError`` for a record that breaks the rules (wrong lane kind, a
+        piece that does not fit its message, a message over the size limit).
+        """
+        lane = self._lanes.get(record.lane)
+        if lane is None:
+            raise ProtocolError(f"record on lane {record.lane}, which is not a lane")
+        rid = record.rid
+        if rid is None:
+            if lane.spec.reliable:
+                raise ProtocolError(f"unreliable record on reliable lane {record.lane}")
+            return [(record.lane, record.body)]
+        if not lane.spec.reliable:
+            raise ProtocolError(f"reliable record on unreliable lane {record.lane}")
+        if rid < self.cum or rid in self._above:
+            self.duplicates += 1
+            self.dirty = True  # our ack was probably lost: say it again soon
+            return []
+        if rid >= self.cum + self.window:
+            return []  # beyond the window: not acked, the sender resends it later
+        self.dirty = True
+        if rid == self.cum:
+            self.cum += 1
+            above = self._above
+            while self.cum in above:
+                above.discard(self.cum)
+                self.cum += 1
+        else:
+            self._above.add(rid)
+        assert record.lseq is not None
+        if record.count:
+            body = self._piece(lane, record)
+            if body is _INCOMPLETE:
+                return []
+        else:
+            body = record.body
+        return self._complete(lane, record.lseq, body)
+
+    def _piece(self, lane: _LaneIn, record: Record) -> Any:
+        assert record.lseq is not None
+        if record.lseq < lane.next_lseq and lane.spec.ordered:
+            raise ProtocolError("piece of a message already delivered")
+        partial = lane.partial.get(record.lseq)
+        if partial is None:
+            partial = lane.partial[record.lseq] = _Partial(record.count)
+        if partial.count != record.count or record.index in partial.parts:
+            lane.partial.pop(record.lseq, None)
+            raise ProtocolError(f"piece {record.index} of message {record.lseq} does not fit")
+        piece: bytes = record.body
+        partial.size += len(piece)
+        if partial.size > self.limits.max_size:
+            lane.partial.pop(record.lseq, None)
+            raise ProtocolError(f"message of over {self.limits.max_size} bytes (limit)")
+        partial.parts[record.index] = piece
+        if len(partial.parts) < partial.count:
+            return _INCOMPLETE
+        del lane.partial[record.lseq]
+        payload = b"".join(partial.parts[i] for i in range(partial.count))
+        return unpack_body(payload, self.limits)
+
+    def _complete(self, lane: _LaneIn, lseq: int, body: Any) -> list[tuple[int, Any]]:
+        index = lane.spec.index
+        if not lane.spec.ordered:
+            return [(index, body)]
+        if lseq != lane.next_lseq:
+            if lseq > lane.next_lseq:
+                lane.ready[lseq] = body
+            return []
+        out = [(index, body)]
+        lane.next_lseq += 1
+        ready = lane.ready
+        while lane.next_lseq in ready:
+            out.append((index, ready.pop(lane.next_lseq)))
+            lane.next_lseq += 1
+        return out
+
+
+_INCOMPLETE: Any = object()
+
+
+CONTROL_PRIORITY = 1000
+"""The control lane (``bye``, ``alias``) goes before every configured lane."""
+
+
+def lane_specs(channels: Any) -> list[LaneSpec]:
+    """The lanes of a mesh with these :class:`~netplay.config.ChannelConfig` channels: the
+    control lane at index 0 (the state channel's index), then one lane per other channel."""
+    specs = [LaneSpec(0, reliable=True, ordered=True, priority=CONTROL_PRIORITY)]
+    for index, channel in enumerate(channels):
+        if index:
+            specs.append(LaneSpec(index, channel.is_reliable, channel.ordered, channel.priority))
+    return specs
