@@ -50,7 +50,14 @@ __all__ = ["DataPlane"]
 logger = logging.getLogger(__name__)
 
 ACK_DELAY = 0.004
-"""Seconds an ack may wait for a datagram to ride in before it goes on its own."""
+"""Seconds an ack of reliable records may wait for a datagram to ride in before it goes on
+its own."""
+FEEDBACK_INTERVAL = 0.05
+"""Seconds: a peer that streams snapshots to us hears back at least this often (acks for its
+delta baselines and its slow-link detection, clock echo), even when we send nothing."""
+STATE_BUFFER_ALLOWANCE = 2 * 1200
+"""Bytes aiortc may hold when a snapshot is due: the lanes leave at most about one datagram
+there, and the snapshot goes right behind it."""
 HEADER_ROOM = 64
 """Bytes of a datagram besides its snapshot, ack bits and records (an upper bound)."""
 MAX_BURST = 64
@@ -203,9 +210,10 @@ class DataPlane:
         if link is None or not r.connected:
             return
         now = time.monotonic()
-        if link.buffered() > 0 or (
+        if link.buffered() > STATE_BUFFER_ALLOWANCE or (
                 r.state.snapshot_in_flight_age(now) > (r.state.clock.rtt_min or 0.0)
-                + STATE_QUEUE_DELAY and now - r.state.last_sent < self.config.heartbeat_interval):
+                + STATE_QUEUE_DELAY + FEEDBACK_INTERVAL
+                and now - r.state.last_sent < self.config.heartbeat_interval):
             # aiortc still holds an earlier datagram, or snapshots queue in the network (a
             # slow link): try again next tick, keeping only the newest snapshot. A heartbeat's
             # worth of waiting lets one through (its ack tells what was lost).
@@ -245,6 +253,7 @@ class DataPlane:
                            self.config.state_size_warning, -(-size // 1200))
         if not link.send(data):
             return 0
+        r.feedback_due = False
         r.pacer.spend(size)
         r.state.stats.on_send(now, size)
         return size
@@ -287,9 +296,10 @@ class DataPlane:
             if not work:
                 timeout = out.next_timeout()
                 work = timeout is not None and timeout <= now
-            if not work and not inbound.dirty:
+            ack = inbound.dirty or r.feedback_due
+            if not work and not ack:
                 break
-            if work and pacer.available(now) <= 0 and not inbound.dirty:
+            if work and pacer.available(now) <= 0 and not ack:
                 wait = pacer.wait(wire.TARGET_DATAGRAM, now)
                 self._pump_later(r, now + max(wait, 0.0005))
                 return
@@ -460,6 +470,9 @@ class DataPlane:
                     self._emit(MessageReceived(r.id, channel.name, body))
         if inbound.dirty:
             self._pump_later(r, now + ACK_DELAY)
+        elif datagram.snapshot is not None and not r.feedback_due:
+            r.feedback_due = True
+            self._pump_later(r, max(now + ACK_DELAY, r.state.last_sent + FEEDBACK_INTERVAL))
 
     def _on_control(self, r: Remote, body: Any) -> None:
         if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], str)

@@ -72,6 +72,8 @@ class Remote:
     pump_handle: asyncio.Handle | None = None
     """A scheduled :meth:`DataPlane._pump` (now, or when the pacer or a resend is due)."""
     pump_at: float = 0.0
+    feedback_due: bool = False
+    """A snapshot arrived and no datagram went back since (its ack is due)."""
     was_connected: bool = False
     """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
@@ -94,6 +96,7 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
         on_down=post("down", attempt),
         conditioner=mesh._conditioner_for(r.id),
         on_bad=lambda index, why: mesh._bad(r, index, why),
+        cwnd_floor=lambda: r.pacer.window(r.outbound.rtt.srtt),
     )
     r.link = link
     link.on_drain(lambda: mesh._kick(r))
