@@ -438,7 +438,7 @@ class DataPlane:
             self._bad(r, 0, "text message (netplay sends binary only)")
             return
         try:
-            datagram = wire.unpack_datagram(data, len(self.config.channels))
+            datagram = wire.unpack_datagram(data)
             state = r.state.receive(datagram, now)
         except ProtocolError as exc:
             self._bad(r, 0, str(exc))
@@ -460,7 +460,7 @@ class DataPlane:
                 delivered = inbound.receive(record)
             except ProtocolError as exc:
                 self._bad(r, record.lane, str(exc))
-                continue
+                delivered = getattr(exc, "delivered", [])  # BadMessage: its lane moves on
             for lane, body in delivered:
                 if lane == wire.CONTROL_LANE:
                     self._on_control(r, body)

@@ -44,7 +44,7 @@ from .wire import (
     unpack_body,
 )
 
-__all__ = ["Inbound", "LaneSpec", "Outbound", "RttEstimator", "lane_specs"]
+__all__ = ["BadMessage", "Inbound", "LaneSpec", "Outbound", "RttEstimator", "lane_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -361,6 +361,8 @@ class _LaneIn:
     next_lseq: int = 0
     ready: dict[int, Any] = field(default_factory=dict)
     partial: dict[int, _Partial] = field(default_factory=dict)
+    failed: set[int] = field(default_factory=set)
+    """Messages found bad while their pieces still arrive (ignored)."""
 
 
 class Inbound:
@@ -420,15 +422,13 @@ class Inbound:
         piece that does not fit its message, a message over the size limit).
         """
         lane = self._lanes.get(record.lane)
-        if lane is None:
-            raise ProtocolError(f"record on lane {record.lane}, which is not a lane")
         rid = record.rid
         if rid is None:
+            if lane is None:
+                raise ProtocolError(f"record on lane {record.lane}, which is not a lane")
             if lane.spec.reliable:
                 raise ProtocolError(f"unreliable record on reliable lane {record.lane}")
             return [(record.lane, record.body)]
-        if not lane.spec.reliable:
-            raise ProtocolError(f"reliable record on unreliable lane {record.lane}")
         if rid < self.cum or rid in self._above:
             self.duplicates += 1
             self.dirty = True  # our ack was probably lost: say it again soon
@@ -445,8 +445,19 @@ class Inbound:
         else:
             self._above.add(rid)
         assert record.lseq is not None
+        if lane is None:  # acknowledged above, so the sender stops resending it
+            raise ProtocolError(f"record on lane {record.lane}, which is not a lane (is the "
+                                f"peer configured with more channels?)")
+        if not lane.spec.reliable:
+            raise ProtocolError(f"reliable record on unreliable lane {record.lane}")
         if record.count:
-            body = self._piece(lane, record)
+            try:
+                body = self._piece(lane, record)
+            except ProtocolError as exc:
+                # the message is lost for good: its lane moves on without it
+                lane.partial.pop(record.lseq, None)
+                lane.failed.add(record.lseq)
+                raise BadMessage(str(exc), self._complete(lane, record.lseq, _SKIP)) from exc
             if body is _INCOMPLETE:
                 return []
         else:
@@ -455,18 +466,18 @@ class Inbound:
 
     def _piece(self, lane: _LaneIn, record: Record) -> Any:
         assert record.lseq is not None
+        if record.lseq in lane.failed:
+            return _INCOMPLETE  # the rest of a message already found bad
         if record.lseq < lane.next_lseq and lane.spec.ordered:
             raise ProtocolError("piece of a message already delivered")
         partial = lane.partial.get(record.lseq)
         if partial is None:
             partial = lane.partial[record.lseq] = _Partial(record.count)
         if partial.count != record.count or record.index in partial.parts:
-            lane.partial.pop(record.lseq, None)
             raise ProtocolError(f"piece {record.index} of message {record.lseq} does not fit")
         piece: bytes = record.body
         partial.size += len(piece)
         if partial.size > self.limits.max_size:
-            lane.partial.pop(record.lseq, None)
             raise ProtocolError(f"message of over {self.limits.max_size} bytes (limit)")
         partial.parts[record.index] = piece
         if len(partial.parts) < partial.count:
@@ -476,23 +487,38 @@ class Inbound:
         return unpack_body(payload, self.limits)
 
     def _complete(self, lane: _LaneIn, lseq: int, body: Any) -> list[tuple[int, Any]]:
+        """``body`` (or :data:`_SKIP` for a bad message) completes message ``lseq``: what
+        may be delivered now."""
         index = lane.spec.index
         if not lane.spec.ordered:
-            return [(index, body)]
+            return [] if body is _SKIP else [(index, body)]
         if lseq != lane.next_lseq:
             if lseq > lane.next_lseq:
                 lane.ready[lseq] = body
             return []
-        out = [(index, body)]
+        out = [] if body is _SKIP else [(index, body)]
         lane.next_lseq += 1
         ready = lane.ready
         while lane.next_lseq in ready:
-            out.append((index, ready.pop(lane.next_lseq)))
+            body = ready.pop(lane.next_lseq)
+            if body is not _SKIP:
+                out.append((index, body))
             lane.next_lseq += 1
+        lane.failed = {n for n in lane.failed if n >= lane.next_lseq} if lane.failed else set()
         return out
 
 
 _INCOMPLETE: Any = object()
+_SKIP: Any = object()
+
+
+class BadMessage(ProtocolError):
+    """A message of a peer was malformed and is dropped; ``delivered`` holds the messages of
+    its lane that follow it and may now be delivered."""
+
+    def __init__(self, message: str, delivered: list[tuple[int, Any]]) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 CONTROL_PRIORITY = 1000

@@ -90,6 +90,8 @@ MAX_ID = 2**53
 MAX_FRAGMENTS = 1 << 20
 """Most pieces one message may be cut into."""
 MAX_EPOCH = 2**31
+MAX_LANES = 256
+"""Lane ids are below this."""
 
 _VERSION_PREFIX = bytes((WIRE_VERSION,))
 _packer = msgpack.Packer(use_bin_type=True)
@@ -291,8 +293,9 @@ def _record(fields: Any, lanes: int) -> Record:
     return Record(rid, lane, lseq, piece, index, count)
 
 
-def unpack_datagram(frame: bytes, lanes: int = 256) -> Datagram:
-    """Decode and check one datagram; ``lanes`` is the number of configured channels.
+def unpack_datagram(frame: bytes, lanes: int = MAX_LANES) -> Datagram:
+    """Decode and check one datagram. Records on lanes at or above ``lanes`` are rejected
+    (receivers pass :data:`MAX_LANES` and judge unknown lanes per record).
 
     Raises ``ProtocolError`` when it isn't a well-formed version-2 datagram.
     """

@@ -18,19 +18,22 @@ CHANNELS = (*netplay.DEFAULT_CHANNELS, netplay.ChannelConfig.reliable("chat"),
 
 
 def assert_negotiated_by_index(mesh: Mesh) -> None:
-    """Every aiortc channel of every link is negotiated with id == its index in the config."""
+    """Every link has one aiortc channel (negotiated id 0, unordered, never retransmitted by
+    SCTP), and its lanes follow the configured channels by index."""
     for remote in mesh._remotes.values():
         link = remote.link
         assert link is not None
-        assert [dc.label for dc in link.channels] == [c.name for c in CHANNELS]
-        for index, (dc, wanted) in enumerate(zip(link.channels, CHANNELS, strict=True)):
-            assert (dc.id, dc.negotiated, dc.readyState) == (index, True, "open"), dc
-            assert (dc.ordered, dc.maxRetransmits, dc.maxPacketLifeTime) == (
-                wanted.ordered, wanted.max_retransmits, wanted.max_packet_life_time)
+        dc = link.channel
+        assert (dc.label, dc.id, dc.negotiated, dc.readyState) == ("netplay", 0, True, "open")
+        assert (dc.ordered, dc.maxRetransmits, dc.maxPacketLifeTime) == (False, 0, None)
         sctp = link.pc.sctp
         assert sctp is not None
-        assert {i: dc.label for i, dc in sctp._data_channels.items()} == dict(
-            enumerate(c.name for c in CHANNELS))
+        assert {i: c.label for i, c in sctp._data_channels.items()} == {0: "netplay"}
+        lanes = remote.outbound._lanes  # lane i is channel i (0: netplay's control lane)
+        assert sorted(lanes) == list(range(len(CHANNELS)))
+        for index, wanted in enumerate(CHANNELS[1:], start=1):
+            spec = lanes[index].spec
+            assert (spec.reliable, spec.ordered) == (wanted.is_reliable, wanted.ordered)
 
 
 async def unreliable_until_received(send: Any, receive: Any, body: Any,
