@@ -122,6 +122,21 @@ class _AppState:
         self.connections: dict[str, _Connection] = {}
         """Attached connections by peer id."""
         self.open_connections = 0
+        self.timers: set[asyncio.Task[None]] = set()
+
+    def expire_after(self, delay: float) -> None:
+        """Run :meth:`Backend.expire` once, ``delay`` seconds from now (a dropped host's
+        handover is due then; the regular sweep may be up to a second late)."""
+        async def expire() -> None:
+            await asyncio.sleep(delay + 0.05)  # timers may fire a clock tick early
+            try:
+                await self.backend.expire()
+            except Exception:  # pragma: no cover - the regular sweep tries again
+                logger.exception("expiring suspended peers failed")
+
+        task = asyncio.create_task(expire())
+        self.timers.add(task)
+        task.add_done_callback(self.timers.discard)
 
 
 class _Connection:
@@ -200,6 +215,8 @@ class _Connection:
             del self.shared.connections[self.peer_id]
             grace = self.settings.resume_grace if self.resumable else 0.0
             await self.backend.disconnect(self.peer_id, reason, grace)
+            if grace > 0:  # if it hosted a lobby, the role moves on this soon
+                self.shared.expire_after(min(self.backend.host_grace, grace))
 
     async def _read(self) -> LeaveReason:
         idle = self.settings.idle_timeout
@@ -384,9 +401,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, *state.timers):
+                task.cancel()
+            await asyncio.gather(sweeper, *state.timers, return_exceptions=True)
 
     app = Starlette(
         routes=[

@@ -48,6 +48,7 @@ from netplay.protocol import (
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
+    "HOST_GRACE",
     "Backend",
     "Deliver",
     "LeaveReason",
@@ -64,6 +65,11 @@ logger = logging.getLogger("signaling")
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """Lobby code characters: upper-case letters and digits without look-alikes (no I, L, O, 0, 1)."""
 CODE_LENGTH = 6
+
+HOST_GRACE = 1.5
+"""Seconds a host whose connection dropped has to resume before the host role moves on. A
+network blip (the client reconnects after 0.25 s) keeps the host; a killed host is replaced
+that long after its drop, long before the resume grace (10 s by default) ends."""
 
 SUSPENDED_BUFFER = 256
 """Relayed signals kept for a dropped peer until it resumes (oldest dropped first)."""
@@ -151,14 +157,18 @@ class Backend(ABC):
         """The peer's connection is gone. With ``grace > 0`` its seat is kept that long for
         :meth:`resume`; otherwise (or then) it leaves its lobby with ``reason``.
 
-        A host whose connection is gone stops hosting at once, grace or not: the role passes
-        to the earliest-joined member still connected (``host_changed``), and a host that
-        resumes comes back as an ordinary member. The host is a connected member whenever one
-        is connected."""
+        A host whose connection is gone stops hosting after ``host_grace`` seconds (at most
+        ``grace``) unless it resumes first: the role passes to the earliest-joined member still
+        connected (``host_changed``), and a host that resumes later comes back as an ordinary
+        member. The caller runs :meth:`expire` ``host_grace`` seconds after a drop."""
+
+    host_grace: float = HOST_GRACE
+    """Seconds a dropped host keeps the role while it may resume (see :meth:`disconnect`)."""
 
     @abstractmethod
     async def expire(self) -> None:
-        """Remove the peers whose grace period has run out."""
+        """Remove the peers whose grace period has run out, and move the host role of lobbies
+        whose dropped host did not come back within :data:`HOST_GRACE`."""
 
     # --- lobby requests ---
 
@@ -244,6 +254,9 @@ class _Lobby:
     created: int
     locked: bool = False
     next_seq: int = 0
+    handover: float | None = None
+    """While the host is away: when the role may move on (it moves once someone connected can
+    take it)."""
     members: dict[PeerId, _Peer] = field(default_factory=dict)
 
     def info(self) -> LobbyInfo:
@@ -300,8 +313,10 @@ class MemoryBackend(Backend):
     """All lobby state in this process's memory."""
 
     def __init__(self, *, max_lobbies: int = 10_000, max_metadata_bytes: int = 2048,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 host_grace: float = HOST_GRACE) -> None:
         self.max_lobbies = max_lobbies
+        self.host_grace = host_grace
         self.max_metadata_bytes = max_metadata_bytes
         self.clock = clock
         self._peers: dict[PeerId, _Peer] = {}
@@ -398,21 +413,27 @@ class MemoryBackend(Backend):
         lobby.broadcast(PeerLeft(peer_id=peer.id, reason=reason))
         if lobby.host is peer:
             lobby.host = _successor(lobby)
+            lobby.handover = None
             logger.info("lobby %s: %s is the new host", lobby.code, lobby.host.id)
             lobby.broadcast(HostChanged(host=lobby.host.id))
 
     def _hand_on_host(self, lobby: _Lobby, *, quiet: _Peer | None = None) -> None:
-        """A host whose connection is gone hands the role on at once to the earliest-joined
-        member that is still connected; its seat stays until its grace ends. ``quiet`` (a peer
-        that gets the whole lobby state right after this) is not sent ``host_changed``."""
+        """A host whose connection is gone hands the role on, once its ``handover`` time has
+        come, to the earliest-joined member that is still connected; its seat stays until its
+        grace ends. ``quiet`` (a peer that gets the whole lobby state right after this) is not
+        sent ``host_changed``."""
         if lobby.host.deliver is not None:
+            lobby.handover = None
             return
+        if lobby.handover is not None and lobby.handover > self.clock():
+            return  # the host may still come back
         successor = _successor(lobby)
         if successor.deliver is None:
             return  # nobody is connected to take over (or to be told)
         logger.info("lobby %s: host %s dropped; %s is the new host", lobby.code, lobby.host.id,
                     successor.id)
         lobby.host = successor
+        lobby.handover = None
         lobby.broadcast(HostChanged(host=successor.id), exclude=quiet)
 
     def _forget(self, peer: _Peer, reason: LeaveReason) -> None:
@@ -455,8 +476,10 @@ class MemoryBackend(Backend):
         if grace > 0 and reason != "left":
             peer.expires = self.clock() + grace
             peer.leave_reason = reason
-            if peer.lobby is not None:
-                self._hand_on_host(peer.lobby)
+            lobby = peer.lobby
+            if lobby is not None and lobby.host is peer:
+                lobby.handover = self.clock() + min(self.host_grace, grace)
+                self._hand_on_host(lobby)
             return
         self._forget(peer, reason)
 
@@ -465,6 +488,9 @@ class MemoryBackend(Backend):
         for peer in [p for p in self._peers.values()
                      if p.expires is not None and p.expires <= now]:
             self._forget(peer, peer.leave_reason)
+        for lobby in [lb for lb in self._lobbies.values()
+                      if lb.handover is not None and lb.handover <= now]:
+            self._hand_on_host(lobby)
 
     # --- lobby requests ---
 

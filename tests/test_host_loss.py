@@ -1,8 +1,9 @@
 """The host killed with SIGKILL: every survivor, each in its own OS process, gets a new host fast.
 
 The lobby sees the killed host's WebSocket drop at once (the kernel closes its TCP connection)
-and hands the host role on to the earliest-joined member still connected, without waiting for
-the resume grace (docs/lobby.md, "Host migration").
+and, unless the host resumes within ``signaling.lobby.HOST_GRACE`` (1.5 s), hands the host role on
+to the earliest-joined member still connected, without waiting for the resume grace (10 s)
+(docs/lobby.md, "Host migration").
 
 This file is also the peer program the test runs in subprocesses:
 
