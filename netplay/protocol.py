@@ -34,10 +34,10 @@ Resume
     drops connections that send nothing (send ``ping`` when idle) after its idle timeout.
 
 Host migration
-    The host is the earliest-joined member still connected to the lobby. When the host leaves,
-    is kicked, or its connection drops, the others receive ``host_changed`` at once (a dropped
-    host does not wait for its grace period; it keeps its seat and resumes as an ordinary
-    member). docs/lobby.md, "Host migration", has the whole rule.
+    The host is the earliest-joined member still connected to the lobby. When the host leaves
+    or is kicked, the others receive ``host_changed`` at once; when its connection drops, after
+    a short host grace (1.5 s) unless it resumes first, not after its whole resume grace (it
+    keeps its seat and resumes as an ordinary member). docs/lobby.md, "Host migration".
 
 Errors
     Every error is ``{"type": "error", "code": ..., "message": ..., "id": ...}`` with one of the
@@ -385,8 +385,9 @@ class PeerLeft(_Message):
 
 
 class HostChanged(_Message):
-    """The lobby has a new host: the earliest-joined member still connected. Sent at once when
-    the host leaves, is kicked or its connection drops (the old host may keep its seat)."""
+    """The lobby has a new host: the earliest-joined member still connected. Sent when the host
+    leaves, is kicked, or its connection dropped and it did not resume within the host grace
+    (the old host may keep its seat)."""
 
     type: Literal["host_changed"] = "host_changed"
     host: PeerId
