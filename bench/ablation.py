@@ -29,15 +29,16 @@ VARIANTS: dict[str, str] = {
     "interp": "no interpolation buffer",
     "order": "no stale/duplicate/loss tracking (SnapshotBuffer)",
     "delta": "no delta encode/decode",
-    "sctp": "no SCTP hooks (SACK pump of reliable senders, unknown-stream guard)",
-    "features": "all of stats, clock, interp, order, delta, sctp off",
+    "sctp": "no SCTP hook (unknown-stream guard)",
+    "lanes": "no reliable-lane bookkeeping on state datagrams (acks, epoch, records)",
+    "features": "all of stats, clock, interp, order, delta, sctp, lanes off",
 }
-FEATURES = ("stats", "clock", "interp", "order", "delta", "sctp")
+FEATURES = ("stats", "clock", "interp", "order", "delta", "sctp", "lanes")
 
 
 def _switch_off(parts: tuple[str, ...]) -> None:
     """Replace the named parts of netplay with no-ops (in this process only)."""
-    from netplay import _sctp, clock, dataplane, delta, interpolation, peer, snapshots, stats
+    from netplay import _sctp, clock, dataplane, delta, interpolation, lanes, snapshots, stats
 
     if "stats" in parts:
         stats.StatsTracker.on_send = lambda self, now, nbytes: None  # type: ignore[method-assign]
@@ -53,24 +54,39 @@ def _switch_off(parts: tuple[str, ...]) -> None:
         snapshots.SnapshotBuffer.push = (  # type: ignore[method-assign]
             lambda self, *args: snapshots.Verdict.ACCEPTED)
     if "delta" in parts:
+        # Whole snapshots, but the sequence bookkeeping stays: the data plane judges "snapshots
+        # queue in the network" by the acked seq (DeltaEncoder.acked), fed by the decoder's
+        # newest seq, and holds snapshots back without it.
         def encode(self: Any, seq: int, state: Any, *, copy: bool = True) -> tuple[None, Any]:
+            sent = self._sent
+            if len(sent) > 64:
+                del sent[next(iter(sent))]
+            sent[seq] = state
             return None, state
 
         def decode(self: Any, seq: int, baseline: Any, body: Any, *, copy: bool = True) -> Any:
+            self._newest = seq
             return body
 
         delta.DeltaEncoder.encode = encode  # type: ignore[method-assign]
         delta.DeltaDecoder.decode = decode  # type: ignore[method-assign]
     if "sctp" in parts:
-        peer.PeerLink.on_acked = lambda self, callback: None  # type: ignore[method-assign]
         _sctp.guard_streams = lambda sctp, on_bad: False
+    if "lanes" in parts:
+        # With no reliable traffic (this benchmark sends snapshots only) the lanes only add
+        # their per-datagram work: acks to build, the records to take, the epoch check.
+        lanes.Inbound.acks = lambda self: None  # type: ignore[method-assign]
+        lanes.Inbound.on_epoch = lambda self, epoch: False  # type: ignore[method-assign]
+        lanes.Outbound.take = (  # type: ignore[method-assign]
+            lambda self, now, room, budget: [])
     if "plumbing" in parts:
+        # Raw bytes on the link's one channel: no datagram, no lanes, no snapshot protocol.
         def send_state(self: Any, state: Any, to: Any = None, *, tick: Any = None) -> bool:
             for r in self._targets(to):
-                r.link.send(0, state)
+                r.link.send(state)
             return True
 
-        def on_frame(self: Any, r: Any, index: int, data: Any) -> None:
+        def on_frame(self: Any, r: Any, data: Any) -> None:
             self._channels[0]._deliver(r.id, data)
 
         dataplane.DataPlane.send_state = send_state  # type: ignore[method-assign]
