@@ -151,8 +151,10 @@ class MeshConfig:
     """Seconds to reach the lobby, and for one peer connection attempt to open its channels."""
     request_timeout: float = 10.0
     """Seconds to wait for the lobby's answer to a request (host, join, ...)."""
-    disconnect_timeout: float = 3.0
-    """A peer silent for this long on the state channel is reported as left ("timed_out")."""
+    disconnect_timeout: float = 2.5
+    """A peer from which no datagram arrived for this long is reported as left
+    ("timed_out"). Peers send at least every ``heartbeat_interval``, so a crashed or
+    unplugged peer is reported within 3 s with the defaults."""
     heartbeat_interval: float = 0.2
     """A heartbeat goes to a peer when nothing else was sent to it for this long."""
     reconnect_attempts: int = 3

@@ -32,7 +32,7 @@ class Pacer:
     """A token bucket for one link (bytes per second), steered by RTT samples."""
 
     def __init__(self, *, initial_rate: float = 1_000_000.0, min_rate: float = 32_000.0,
-                 max_rate: float = 100_000_000.0, target: float = 0.025) -> None:
+                 max_rate: float = 100_000_000.0, target: float = 0.01) -> None:
         self.rate = initial_rate
         self.min_rate = min_rate
         self.max_rate = max_rate
@@ -79,7 +79,7 @@ class Pacer:
     def window(self, srtt: float | None) -> int:
         """Bytes this pacer may have in flight: twice the rate times the RTT (at least four
         1,200-byte packets). SCTP's congestion window is kept at least this big."""
-        return int(max(4 * 1200, self.rate * max(srtt or 0.0, 0.01) * 2))
+        return int(min(max(4 * 1200, self.rate * max(srtt or 0.0, 0.01) * 2), 128 * 1024))
 
     def on_rtt(self, rtt: float, now: float) -> None:
         """Take one RTT sample (seconds) and adapt the rate once per round trip."""

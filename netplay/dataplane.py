@@ -316,10 +316,15 @@ class DataPlane:
             self._pump_later(r, timeout)
 
     async def _heartbeat(self) -> None:
+        """Heartbeats to idle peers, and the silence check: it wakes at the exact moment the
+        first peer would have been silent for ``disconnect_timeout``."""
         config = self.config
         period = min(config.heartbeat_interval / 2, 0.05)
         while True:
-            await asyncio.sleep(period)
+            now = time.monotonic()
+            deadline = min((r.state.last_heard + config.disconnect_timeout
+                            for r in self._remotes.values() if r.connected), default=now + period)
+            await asyncio.sleep(min(period, max(0.0, deadline - now) + 0.001))
             now = time.monotonic()
             for r in list(self._remotes.values()):
                 link = r.link

@@ -52,6 +52,11 @@ WINDOW = MAX_ACK_BYTES * 8
 """Record ids a receiver accepts past its cumulative ack (and a sender may have outstanding)."""
 MAX_RTO = 1.0
 """Longest wait before a record is resent (after backoff)."""
+MAX_IN_FLIGHT = 64 * 1024
+"""Bytes of records a sender may have unacknowledged. A receiver's UDP socket buffer (Linux's
+default ``rmem_default`` of 208 KiB counts about 2 KiB of it per 1,200-byte packet) must hold
+what arrives while its process is busy: 64 KiB in flight stays well inside it, and still moves
+640 KB/s at a 100 ms round trip."""
 RECORD_OVERHEAD = 24
 """Upper bound of a fragment record's bytes besides its piece."""
 
@@ -137,6 +142,7 @@ class Outbound:
         self.piece_size = piece_size
         self.min_rto = min_rto
         self.window = window
+        self.max_in_flight = MAX_IN_FLIGHT
         self.rtt = RttEstimator()
         self._lanes = {spec.index: _LaneOut(spec) for spec in lanes}
         self._levels: list[list[_LaneOut]] = []
@@ -183,9 +189,10 @@ class Outbound:
             and (self.window_open() or any(lane.unreliable for lane in self._lanes.values()))
 
     def window_open(self) -> bool:
-        """True while a new record id may be used."""
+        """True while a new record may be sent: record ids and bytes in flight allow it."""
         oldest = next(iter(self._in_flight), self._next_rid)
-        return self._next_rid - oldest < self.window
+        return self._next_rid - oldest < self.window \
+            and self.in_flight_bytes < self.max_in_flight
 
     # -- acknowledgements -----------------------------------------------------------------
 
@@ -292,7 +299,8 @@ class Outbound:
                     out.append(sent.data)
                     room -= size
                     budget -= size
-                while lane.queue and budget > 0 and self.window_open():
+                while lane.queue and budget > 0 and self.window_open() \
+                        and self.in_flight_bytes < self.max_in_flight:
                     piece = self._next_piece(lane, now, room)
                     if piece is None:
                         break
@@ -374,12 +382,16 @@ class Inbound:
         self.limits = limits
         self.window = window
         self.epoch: int | None = None
+        self.max_partial_bytes = 2 * limits.max_size + window * 1200
+        """Bytes of messages received in part that may be held at once (a bound on what a
+        hostile peer can make us keep)."""
         self.duplicates = 0
         """Records that arrived again (dropped)."""
         self._retired: deque[int] = deque(maxlen=8)
         self._reset()
 
     def _reset(self) -> None:
+        self._partial_bytes = 0
         self.cum = 0
         self._above: set[int] = set()
         self._lanes = {spec.index: _LaneIn(spec) for spec in self._specs}
@@ -455,7 +467,9 @@ class Inbound:
                 body = self._piece(lane, record)
             except ProtocolError as exc:
                 # the message is lost for good: its lane moves on without it
-                lane.partial.pop(record.lseq, None)
+                dropped = lane.partial.pop(record.lseq, None)
+                if dropped is not None:
+                    self._partial_bytes -= dropped.size
                 lane.failed.add(record.lseq)
                 raise BadMessage(str(exc), self._complete(lane, record.lseq, _SKIP)) from exc
             if body is _INCOMPLETE:
@@ -476,13 +490,17 @@ class Inbound:
         if partial.count != record.count or record.index in partial.parts:
             raise ProtocolError(f"piece {record.index} of message {record.lseq} does not fit")
         piece: bytes = record.body
-        partial.size += len(piece)
-        if partial.size > self.limits.max_size:
+        if partial.size + len(piece) > self.limits.max_size:
             raise ProtocolError(f"message of over {self.limits.max_size} bytes (limit)")
+        if self._partial_bytes + len(piece) > self.max_partial_bytes:  # a broken peer
+            raise ProtocolError(f"over {self.max_partial_bytes} bytes of half-received messages")
+        partial.size += len(piece)
+        self._partial_bytes += len(piece)
         partial.parts[record.index] = piece
         if len(partial.parts) < partial.count:
             return _INCOMPLETE
         del lane.partial[record.lseq]
+        self._partial_bytes -= partial.size
         payload = b"".join(partial.parts[i] for i in range(partial.count))
         return unpack_body(payload, self.limits)
 
@@ -494,6 +512,8 @@ class Inbound:
             return [] if body is _SKIP else [(index, body)]
         if lseq != lane.next_lseq:
             if lseq > lane.next_lseq:
+                if len(lane.ready) >= self.window:  # only a broken peer gets here
+                    raise ProtocolError(f"over {self.window} messages waiting for one gap")
                 lane.ready[lseq] = body
             return []
         out = [] if body is _SKIP else [(index, body)]

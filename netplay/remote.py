@@ -249,7 +249,7 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
         r.done = True
         with contextlib.suppress(Exception):
             await _drop_link(r)
-        lost = r.outbound.undelivered
+        lost = r.outbound.undelivered - r.outbound.pending(0)  # the game's, not our control
         if lost and mesh._is_open():
             logger.warning("%d reliable message(s) to %s were never delivered", lost, r.id)
             mesh._emit(MessagesUndelivered(r.id, lost))

@@ -50,7 +50,9 @@ class PeerState:
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
         self.size_warned = False
-        self._in_flight: deque[tuple[int, float]] = deque()
+        self._in_flight: deque[tuple[int, float]] = deque(maxlen=256)
+        self.acked: int | None = None
+        """The newest snapshot seq the peer acknowledged (with or without deltas)."""
         """(snapshot seq, sent at) of snapshots sent and not yet acknowledged."""
         self.timeout_posted: int | None = None
         """Link attempt already reported as timed out (report each attempt once)."""
@@ -132,7 +134,7 @@ class PeerState:
         was sent (0.0 when none): on a link slower than the game sends, snapshots queue in
         the network and this age grows."""
         flight = self._in_flight
-        acked = self.encoder.acked
+        acked = self.acked
         if acked is not None:
             while flight and not seq_gt(flight[0][0], acked):
                 flight.popleft()
@@ -148,6 +150,8 @@ class PeerState:
             self.clock.on_sample(echo[0], echo[1], datagram.sent_at, now)
         if datagram.ack is not None:
             self.encoder.ack(datagram.ack)
+            if self.acked is None or seq_gt(datagram.ack, self.acked):
+                self.acked = datagram.ack
         snap = datagram.snapshot
         if snap is None:
             return _NOTHING

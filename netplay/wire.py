@@ -134,7 +134,7 @@ class Acks:
     bits: bytes = b""
 
     def received(self) -> list[int]:
-        """Record ids at or above ``cum`` that ``bits`` reports as received."""
+        """Record ids above ``cum`` that ``bits`` reports as received."""
         out = []
         for i, byte in enumerate(self.bits):
             while byte:
