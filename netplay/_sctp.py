@@ -1,17 +1,14 @@
 """Every hook netplay sets into aiortc's SCTP transport (private attributes; aiortc is pinned).
 
 1. :func:`guard_streams`: report SCTP data that aiortc would drop silently.
-2. :func:`tune`: per-connection timers and congestion window, because netplay paces its own
-   sending (:mod:`netplay.congestion`) and recovers its own losses (:mod:`netplay.lanes`):
-   - the initial RTO (``_rto``, RFC 4960's RTO.Initial of 3 s) is lowered so that a lost
-     INIT or COOKIE under heavy loss costs well under a second of set-up;
-   - the congestion window (``_cwnd``) is never left below netplay's own window (the link's
-     pacing rate times the RTT): SCTP halves it for every random loss (and drops it to one
-     packet on a retransmission timeout), which at 5% loss throttles every channel of the
-     association to about 60 KB/s (the Mathis bound) although the loss is not congestion.
-     netplay's delay-based pacer decides the rate; SCTP's window only follows it.
-   Each returns False and logs one WARNING when the private attribute it needs is missing
-   (then aiortc's defaults apply: slower set-up under loss, less throughput under loss).
+2. :func:`tune`: the initial RTO (``_rto``, RFC 4960's RTO.Initial of 3 s) is lowered so
+   that a lost INIT or COOKIE under heavy loss costs well under a second of set-up.
+   (Keeping SCTP's congestion window at netplay's own window was tried: SCTP halves it for
+   every random loss, which caps throughput at 5% loss near 60 KB/s; but with the window
+   held up, aiortc's association stalled for seconds under 10% loss, so SCTP's window stays
+   as aiortc runs it.)
+Each returns False and logs one WARNING when the private attribute it needs is missing (then
+aiortc's defaults apply).
 
 Stream guard:
 
@@ -26,7 +23,6 @@ and reports them to ``on_bad(stream_id, why)`` so they are counted like other ba
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,45 +82,11 @@ def _fallback(what: str) -> None:
                        "to aiortc's defaults", what)
 
 
-def tune(sctp: Any, cwnd_floor: Callable[[], int]) -> bool:
-    """Lower the initial RTO of ``sctp`` and keep its congestion window at or above
-    ``cwnd_floor()`` bytes after every SACK and retransmission timeout (see the module
-    docstring). False (and one WARNING per process) when aiortc lacks the fields."""
-    if not all(hasattr(sctp, name) for name in ("_rto", "_cwnd", "_ssthresh")):
-        _fallback("_rto/_cwnd/_ssthresh fields")
+def tune(sctp: Any) -> bool:
+    """Lower the initial RTO of ``sctp`` (see the module docstring). False (and one WARNING
+    per process) when aiortc lacks the field."""
+    if not hasattr(sctp, "_rto"):
+        _fallback("_rto field")
         return False
     sctp._rto = min(sctp._rto, INITIAL_RTO)
-    ok = True
-    for name in ("_receive_sack_chunk", "_t3_expired"):
-        original = getattr(sctp, name, None)
-        if original is None:
-            _fallback(name)
-            ok = False
-            continue
-        if getattr(original, "_netplay", False):
-            continue
-        setattr(sctp, name, _with_floor(sctp, original, cwnd_floor))
-    return ok
-
-
-def _with_floor(sctp: Any, original: Callable[..., Any], floor: Callable[[], int]
-                ) -> Callable[..., Any]:
-    def raise_window() -> None:
-        window = floor()
-        if sctp._cwnd < window:
-            sctp._cwnd = window
-        if sctp._ssthresh < window:
-            sctp._ssthresh = window
-
-    if inspect.iscoroutinefunction(original):
-        async def receive(*args: Any) -> None:
-            await original(*args)
-            raise_window()
-        wrapper: Callable[..., Any] = receive
-    else:
-        def expired(*args: Any) -> None:
-            original(*args)
-            raise_window()
-        wrapper = expired
-    wrapper._netplay = True  # type: ignore[attr-defined]
-    return wrapper
+    return True

@@ -76,11 +76,6 @@ class Pacer:
         """The sender had data waiting that the bucket held back."""
         self._limited = True
 
-    def window(self, srtt: float | None) -> int:
-        """Bytes this pacer may have in flight: twice the rate times the RTT (at least four
-        1,200-byte packets). SCTP's congestion window is kept at least this big."""
-        return int(min(max(4 * 1200, self.rate * max(srtt or 0.0, 0.01) * 2), 128 * 1024))
-
     def on_rtt(self, rtt: float, now: float) -> None:
         """Take one RTT sample (seconds) and adapt the rate once per round trip."""
         if now - self._min_rtt_since > MIN_RTT_LIFETIME:  # refresh the path's minimum

@@ -444,13 +444,15 @@ class DataPlane:
             return
         try:
             datagram = wire.unpack_datagram(data)
-            state = r.state.receive(datagram, now)
         except ProtocolError as exc:
             self._bad(r, 0, str(exc))
             return
-        except Exception as exc:  # whatever a hostile packet triggers, it must not escape
-            self._bad(r, 0, f"{type(exc).__name__}: {exc}")
-            return
+        try:
+            state = r.state.receive(datagram, now)
+        except Exception as exc:  # a bad snapshot: the acks and records still count
+            self._bad(r, 0, str(exc) if isinstance(exc, ProtocolError)
+                      else f"{type(exc).__name__}: {exc}")
+            state = NOTHING
         if state is not NOTHING and r.connected:
             self._states[r.id] = state
             self._channels[0]._deliver(r.id, state)

@@ -49,8 +49,7 @@ class PeerLink:
     ``on_open()`` runs once the channel is open; ``on_frame(data)`` for each received
     datagram; ``on_bad(stream_id, why)`` for data on a stream with no channel;
     ``on_down(reason)`` once when the connection fails or closes
-    under us (never after :meth:`close`). ``cwnd_floor()``: bytes SCTP's congestion window
-    is kept at or above (netplay's own window; see :func:`netplay._sctp.tune`).
+    under us (never after :meth:`close`).
     """
 
     def __init__(
@@ -65,7 +64,6 @@ class PeerLink:
         on_down: Callable[[str], None],
         conditioner: ConditionerConfig | None = None,
         on_bad: Callable[[int, str], None] | None = None,
-        cwnd_floor: Callable[[], int] | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.attempt = attempt
@@ -97,8 +95,7 @@ class PeerLink:
         if on_bad is not None:  # data on a stream id with no channel: aiortc drops it silently
             _sctp.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
                                 else on_bad(stream, why))
-        if cwnd_floor is not None:  # netplay paces; SCTP's window must not throttle it
-            _sctp.tune(self.pc.sctp, cwnd_floor)
+        _sctp.tune(self.pc.sctp)  # set-up under loss: SCTP's first RTO 0.5 s, not 3 s
         self.pc.on("connectionstatechange", self._state_changed)
 
     def __repr__(self) -> str:

@@ -96,7 +96,6 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
         on_down=post("down", attempt),
         conditioner=mesh._conditioner_for(r.id),
         on_bad=lambda index, why: mesh._bad(r, index, why),
-        cwnd_floor=lambda: r.pacer.window(r.outbound.rtt.srtt),
     )
     r.link = link
     link.on_drain(lambda: mesh._kick(r))
