@@ -36,15 +36,27 @@ class Link(Protocol):
     def on_event(self, callback: Callable[[bytes], None]) -> None:
         """Call ``callback`` with each event message ``b`` receives."""
 
+    def send_bulk(self, data: bytes) -> None:
+        """Send on the reliable, ordered "bulk" channel (links opened with ``bulk=True``)."""
 
-LinkFactory = Callable[[ConditionerConfig | None], AbstractAsyncContextManager[Link]]
-"""``factory(conditioner)`` opens a connected link whose both directions use ``conditioner``."""
+    def on_bulk(self, callback: Callable[[bytes], None]) -> None:
+        """Call ``callback`` with each bulk message ``b`` receives."""
+
+
+LinkFactory = Callable[..., AbstractAsyncContextManager[Link]]
+"""``factory(conditioner, *, bulk=False, seed=1)`` opens a connected link whose both
+directions use ``conditioner`` (seeded from ``seed``); with ``bulk`` it has a third, reliable
+"bulk" channel for big transfers (raw aiortc: its own SCTP stream; netplay: a lane with a
+priority below "events")."""
 
 
 class AiortcLink:
-    """Two raw ``RTCPeerConnection``s in this process with netplay's two negotiated channels."""
+    """Two raw ``RTCPeerConnection``s in this process with two negotiated channels, "state"
+    (unordered, no retransmits) and "events" (reliable, ordered), as a hand-written aiortc game
+    would make them; with ``bulk``, a third reliable ordered one (id 2) for big transfers."""
 
-    def __init__(self, conditioner: ConditionerConfig | None = None, seed: int = 1) -> None:
+    def __init__(self, conditioner: ConditionerConfig | None = None, seed: int = 1,
+                 bulk: bool = False) -> None:
         self.a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         if conditioner is not None:
@@ -56,6 +68,9 @@ class AiortcLink:
                 "state", ordered=False, maxRetransmits=0, negotiated=True, id=0)
             self.channels[f"{name}.events"] = pc.createDataChannel(
                 "events", negotiated=True, id=1)
+            if bulk:
+                self.channels[f"{name}.bulk"] = pc.createDataChannel(
+                    "bulk", negotiated=True, id=2)
 
     async def connect(self, timeout: float = 20.0) -> float:
         """Negotiate on 127.0.0.1; return seconds from createOffer to all channels open."""
@@ -91,15 +106,22 @@ class AiortcLink:
     def on_event(self, callback: Callable[[bytes], None]) -> None:
         self.channels["b.events"].on("message", callback)
 
+    def send_bulk(self, data: bytes) -> None:
+        self.channels["a.bulk"].send(data)
+
+    def on_bulk(self, callback: Callable[[bytes], None]) -> None:
+        self.channels["b.bulk"].on("message", callback)
+
     async def close(self) -> None:
         await self.a.close()
         await self.b.close()
 
 
 @asynccontextmanager
-async def aiortc_link(conditioner: ConditionerConfig | None = None) -> AsyncIterator[Link]:
+async def aiortc_link(conditioner: ConditionerConfig | None = None, *, bulk: bool = False,
+                      seed: int = 1) -> AsyncIterator[Link]:
     """Raw aiortc: the baseline link."""
-    link = AiortcLink(conditioner)
+    link = AiortcLink(conditioner, seed=seed, bulk=bulk)
     try:
         await link.connect()
         yield link
@@ -145,6 +167,12 @@ class NetplayLink:
     def on_event(self, callback: Callable[[bytes], None]) -> None:
         self.b.channel("events")._deliver = lambda peer, body: callback(body)
 
+    def send_bulk(self, data: bytes) -> None:
+        self.a.channel("bulk").send(data)
+
+    def on_bulk(self, callback: Callable[[bytes], None]) -> None:
+        self.b.channel("bulk")._deliver = lambda peer, body: callback(body)
+
 
 _lobby: ExitStack | None = None
 _lobby_url = ""
@@ -163,22 +191,51 @@ def lobby_url() -> str:
     return _lobby_url
 
 
+BULK_PRIORITY = -1
+"""Priority of netplay's "bulk" lane (below "events", 0)."""
+
+
+def netplay_channels(bulk: bool) -> tuple[Any, ...]:
+    """netplay's default channels, plus a low-priority reliable "bulk" one with ``bulk``."""
+    from netplay import ChannelConfig
+    from netplay.config import DEFAULT_CHANNELS
+
+    if not bulk:
+        return DEFAULT_CHANNELS
+    return (*DEFAULT_CHANNELS, ChannelConfig.reliable("bulk", priority=BULK_PRIORITY))
+
+
+def end_conditioners(conditioner: ConditionerConfig | None, seed: int = 1
+                     ) -> tuple[ConditionerConfig | None, ConditionerConfig | None]:
+    """The conditioners of netplay's two meshes: each half of ``conditioner`` (see
+    :func:`split_between_ends`), seeded differently (``seed``, ``seed + 1``) unless
+    ``conditioner`` has its own seed (then ``seed`` is added to it)."""
+    if conditioner is None:
+        return None, None
+    split = split_between_ends(conditioner)
+    base = seed if split.seed is None else split.seed + seed
+    return (dataclasses.replace(split, seed=base), dataclasses.replace(split, seed=base + 1))
+
+
 @asynccontextmanager
-async def netplay_link(conditioner: ConditionerConfig | None = None) -> AsyncIterator[Link]:
+async def netplay_link(conditioner: ConditionerConfig | None = None, *, bulk: bool = False,
+                       seed: int = 1, send_rate_hz: float = 100_000.0) -> AsyncIterator[Link]:
     """netplay's async facade: A hosts, B joins, both wait for each other.
 
-    ``send_rate_hz`` is raised far above any game's tick so the flat-out latency measures
-    netplay's path, not its pacing (at 30 Hz the default would give the same figures).
+    ``send_rate_hz`` is raised far above any game's tick by default so the flat-out latency
+    measures netplay's path, not its pacing (at 30 Hz the default would give the same
+    figures); benchmarks of a game at 30 Hz on a bad network pass netplay's default.
     """
     from netplay import Mesh, MeshConfig
 
-    split = split_between_ends(conditioner) if conditioner is not None else None
+    ends = end_conditioners(conditioner, seed)
     url = lobby_url()
     async with AsyncExitStack() as stack:
         meshes = []
-        for name in ("a", "b"):
+        for name, end in zip(("a", "b"), ends, strict=True):
             config = MeshConfig(lobby_url=url, name=name, ice_host_addresses=("127.0.0.1",),
-                                conditioner=split, send_rate_hz=100_000.0)
+                                conditioner=end, send_rate_hz=send_rate_hz,
+                                channels=netplay_channels(bulk))
             meshes.append(await stack.enter_async_context(Mesh(config)))
         a, b = meshes
         info = await a.host(game="bench", public=False)
