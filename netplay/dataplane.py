@@ -210,10 +210,12 @@ class DataPlane:
         if link is None or not r.connected:
             return
         now = time.monotonic()
-        if link.buffered() > STATE_BUFFER_ALLOWANCE or (
+        # aiortc may hold about one lane datagram in front of a snapshot while lanes have
+        # traffic; with none, it holds nothing (snapshots never queue behind snapshots)
+        allowance = 0 if r.outbound.idle() else STATE_BUFFER_ALLOWANCE
+        if link.buffered() > allowance or (
                 r.state.snapshot_in_flight_age(now) > (r.state.clock.rtt_min or 0.0)
-                + STATE_QUEUE_DELAY + FEEDBACK_INTERVAL
-                and now - r.state.last_sent < self.config.heartbeat_interval):
+                + STATE_QUEUE_DELAY and now - r.state.last_sent < self.config.heartbeat_interval):
             # aiortc still holds an earlier datagram, or snapshots queue in the network (a
             # slow link): try again next tick, keeping only the newest snapshot. A heartbeat's
             # worth of waiting lets one through (its ack tells what was lost).
