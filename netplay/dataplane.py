@@ -198,7 +198,7 @@ class DataPlane:
         """
         if r.flush_handle is not None:
             return
-        wait = flush_delay(r.state.last_sent, time.monotonic(), self.config.send_rate_hz)
+        wait = flush_delay(r.state.last_snapshot_sent, time.monotonic(), self.config.send_rate_hz)
         if wait > 0.0:
             r.flush_handle = asyncio.get_running_loop().call_later(wait, self._flush, r)
         else:
@@ -213,12 +213,17 @@ class DataPlane:
         # aiortc may hold about one lane datagram in front of a snapshot while lanes have
         # traffic; with none, it holds nothing (snapshots never queue behind snapshots)
         allowance = 0 if r.outbound.idle() else STATE_BUFFER_ALLOWANCE
+        rtt_min = r.state.clock.rtt_min or 0.0
         if link.buffered() > allowance or (
-                r.state.snapshot_in_flight_age(now) > (r.state.clock.rtt_min or 0.0)
-                + STATE_QUEUE_DELAY and now - r.state.last_sent < self.config.heartbeat_interval):
+                now - r.state.last_snapshot_sent < self.config.heartbeat_interval and (
+                    r.state.snapshot_in_flight_age(now) > rtt_min + STATE_QUEUE_DELAY
+                    or r.state.snapshots_over_budget(
+                        now, rtt_min + FEEDBACK_INTERVAL + 2.0 / self.config.send_rate_hz))):
             # aiortc still holds an earlier datagram, or snapshots queue in the network (a
-            # slow link): try again next tick, keeping only the newest snapshot. A heartbeat's
-            # worth of waiting lets one through (its ack tells what was lost).
+            # slow link: the oldest unacknowledged one is late, or more are unacknowledged
+            # than the link delivers in a round trip): try again next tick, keeping only the
+            # newest snapshot. A heartbeat's worth of waiting lets one through (its ack tells
+            # what was lost), however busy the lanes keep the link.
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
             return

@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 _NOTHING: Any = object()
 
+MAX_TRACKED = 256
+"""Snapshots tracked until acknowledged (beyond that the oldest are forgotten)."""
+DELIVERY_WINDOW = 0.5
+"""Seconds of acknowledgements the delivery rate is measured over."""
+
 
 class PeerState:
     """State-channel bookkeeping for one remote peer."""
@@ -47,10 +52,20 @@ class PeerState:
         self.pending_tick = 0
         self.pending_packed: bytes | None = None
         self.last_sent = float("-inf")
+        """When the last datagram of any kind went to this peer."""
+        self.last_snapshot_sent = float("-inf")
+        """When the last datagram with a snapshot went to this peer."""
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
         self.size_warned = False
-        self._in_flight: deque[tuple[int, float]] = deque(maxlen=256)
+        self._in_flight: deque[tuple[int, float, int]] = deque()
+        """(snapshot seq, sent at, datagram bytes) of snapshots not yet acknowledged."""
+        self._in_flight_bytes = 0
+        self._delivered = 0
+        """Bytes of snapshot datagrams that left the network (acked, or lost before one that
+        was acked)."""
+        self._delivery: deque[tuple[float, int]] = deque()
+        """(time, ``_delivered``) at each ack that moved: the delivery rate's samples."""
         self.acked: int | None = None
         """The newest snapshot seq the peer acknowledged (with or without deltas)."""
         """(snapshot seq, sent at) of snapshots sent and not yet acknowledged."""
@@ -122,8 +137,13 @@ class PeerState:
         if taken is None:
             return pack_head(seq, now, self.echo, ack)
         snap_seq, tick, baseline, _, body_bytes = taken
-        self._in_flight.append((snap_seq, now))
-        return pack_head(seq, now, self.echo, ack, (snap_seq, tick, baseline), body_bytes)
+        head = pack_head(seq, now, self.echo, ack, (snap_seq, tick, baseline), body_bytes)
+        if len(self._in_flight) >= MAX_TRACKED:  # a peer that never acks: forget the oldest
+            self._in_flight_bytes -= self._in_flight.popleft()[2]
+        self._in_flight.append((snap_seq, now, len(head)))
+        self.last_snapshot_sent = now
+        self._in_flight_bytes += len(head)
+        return head
 
     def build(self, now: float) -> Datagram:
         """The next datagram as a value (no reliable part): for tests and tools."""
@@ -134,11 +154,39 @@ class PeerState:
         was sent (0.0 when none): on a link slower than the game sends, snapshots queue in
         the network and this age grows."""
         flight = self._in_flight
-        acked = self.acked
-        if acked is not None:
-            while flight and not seq_gt(flight[0][0], acked):
-                flight.popleft()
         return now - flight[0][1] if flight else 0.0
+
+    def _acked_snapshot(self, ack: int, now: float) -> None:
+        if self.acked is not None and not seq_gt(ack, self.acked):
+            return
+        self.acked = ack
+        flight = self._in_flight
+        while flight and not seq_gt(flight[0][0], ack):
+            size = flight.popleft()[2]
+            self._in_flight_bytes -= size
+            self._delivered += size
+        samples = self._delivery
+        samples.append((now, self._delivered))
+        while len(samples) > 2 and now - samples[1][0] >= DELIVERY_WINDOW:
+            samples.popleft()
+
+    def delivery_rate(self, now: float) -> float | None:
+        """Bytes per second of snapshot datagrams the peer acknowledged over the last
+        :data:`DELIVERY_WINDOW` (``None`` until it has been measured over 0.1 s)."""
+        samples = self._delivery
+        if len(samples) < 2 or samples[-1][0] - samples[0][0] < 0.1:
+            return None
+        (t0, d0), (t1, d1) = samples[0], samples[-1]
+        return (d1 - d0) / (t1 - t0)
+
+    def snapshots_over_budget(self, now: float, round_trip: float) -> bool:
+        """True when more snapshot bytes are unacknowledged than twice what the link
+        delivered in ``round_trip`` seconds (at least two datagrams): the next snapshot would
+        only queue behind them (a link slower than the game sends)."""
+        rate = self.delivery_rate(now)
+        if rate is None or len(self._in_flight) < 2:
+            return False
+        return self._in_flight_bytes > max(2 * self._in_flight[-1][2], 2 * rate * round_trip)
 
     def receive(self, datagram: Datagram, now: float) -> Any:
         """Take one datagram; returns the decoded snapshot state when it is the newest,
@@ -150,8 +198,7 @@ class PeerState:
             self.clock.on_sample(echo[0], echo[1], datagram.sent_at, now)
         if datagram.ack is not None:
             self.encoder.ack(datagram.ack)
-            if self.acked is None or seq_gt(datagram.ack, self.acked):
-                self.acked = datagram.ack
+            self._acked_snapshot(datagram.ack, now)
         snap = datagram.snapshot
         if snap is None:
             return _NOTHING

@@ -49,7 +49,7 @@ def schedule(monkeypatch: pytest.MonkeyPatch, last_sent: float, rate: float
     flushed: list[Any] = []
     plane: Any = SimpleNamespace(config=SimpleNamespace(send_rate_hz=rate),
                                  _flush=flushed.append)
-    remote: Any = SimpleNamespace(flush_handle=None, state=SimpleNamespace(last_sent=last_sent))
+    remote: Any = SimpleNamespace(flush_handle=None, state=SimpleNamespace(last_snapshot_sent=last_sent))
     DataPlane._schedule_flush(plane, remote)
     return loop, remote, flushed
 
@@ -75,6 +75,6 @@ def test_a_pending_flush_is_not_scheduled_twice(monkeypatch: pytest.MonkeyPatch)
     loop = FakeLoop()
     monkeypatch.setattr(dataplane.asyncio, "get_running_loop", lambda: loop)
     plane: Any = SimpleNamespace(config=SimpleNamespace(send_rate_hz=30.0), _flush=None)
-    remote: Any = SimpleNamespace(flush_handle="pending", state=SimpleNamespace(last_sent=0.0))
+    remote: Any = SimpleNamespace(flush_handle="pending", state=SimpleNamespace(last_snapshot_sent=0.0))
     DataPlane._schedule_flush(plane, remote)
     assert loop.calls == []

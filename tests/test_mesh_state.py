@@ -113,3 +113,27 @@ def test_warn_limiter_logs_once_per_interval_per_key(caplog: pytest.LogCaptureFi
         limiter.interval = 0
         limiter.warn("p3", "m")
     assert caplog.records[-1].getMessage() == "m (1 similar warnings suppressed)"
+
+
+def test_snapshots_over_budget_only_when_the_link_delivers_less_than_is_sent() -> None:
+    def run(delivery_interval: float) -> list[bool]:
+        """alice sends a 300-byte snapshot every 1/60 s for 2 s; the link delivers one
+        datagram per ``delivery_interval``, and bob's ack comes back at once."""
+        alice, bob = PeerState(0.0), PeerState(0.0)
+        queue: list[bytes] = []
+        verdicts, now, next_delivery = [], 0.0, 0.0
+        for step in range(120):
+            now = step / 60
+            verdicts.append(alice.snapshots_over_budget(now, round_trip=0.05))
+            alice.set_pending({"n": step, "pad": "p" * 300}, tick=step)
+            queue.append(alice.head(now) + wire.pack_tail(1, None, ()))
+            while queue and now >= next_delivery:
+                bob.receive(wire.unpack_datagram(queue.pop(0)), now)
+                alice.receive(wire.unpack_datagram(bob.head(now, snapshot=False)
+                                                   + wire.pack_tail(1, None, ())), now)
+                next_delivery = now + delivery_interval
+        return verdicts
+
+    assert not any(run(0.0))  # a fast link: never held back
+    slow = run(0.1)  # 10 datagrams a second get through: the sender must hold back
+    assert any(slow[60:]) and sum(slow[60:]) > 40

@@ -202,9 +202,8 @@ async def test_a_minute_at_twenty_percent_loss_with_states_events_and_a_transfer
         await eventually(all_arrived, timeout=20)
         assert got_events == list(range(sent_events))  # no stall: all arrived, once, in order
         assert transfers >= 2  # 1 MiB after 1 MiB kept crossing
-        # states kept flowing: at 20% loss a few in a row get lost, and aiortc's SCTP layer
-        # (retransmission timer of at least 1 s) can hold the association for about a
-        # second, but states never stopped for anywhere near a disconnect (2.5 s of silence)
+        # states kept flowing beside the transfers: at 20% loss a few in a row get lost,
+        # but they never stopped (a lane backlog once held them back for 3.2 s)
         assert percentile(gaps, 0.99) < 0.3, percentile(gaps, 0.99)
-        assert max(gaps) < 2.0, max(gaps)
+        assert max(gaps) < 1.0, max(gaps)
         assert not rebuilt(a) and not rebuilt(b)  # no link drop

@@ -24,11 +24,6 @@ SECONDS = 3.0
 HZ = 60.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known regression of wire v2: snapshots are acked by netplay datagrams (at most every "
-    "50 ms) instead of SCTP SACKs, so the slow-link hold-back lets about 0.1 s of snapshots "
-    "through before it engages; staleness peaks at 0.9-1.1 s instead of < 0.8 s. Needs a "
-    "rate estimate for the state path (open work, see the closing note)"))
 async def test_capped_bandwidth_coalesces_states_without_latency_build_up(lobby: Any) -> None:
     async with full_mesh(lobby, 2) as (a, b):
         # a knows the link's round trip before it slows down (as a game would)
