@@ -271,8 +271,8 @@ class Outbound:
 
     def take(self, now: float, room: int, budget: float) -> list[bytes]:
         """Records for one datagram: at most ``room`` bytes, and reliable records while
-        ``budget`` bytes (the pacer's) last. Resends of a priority level go before its new
-        messages; levels go highest first."""
+        ``budget`` bytes (the pacer's) last. Lanes go by priority, highest first; within a
+        lane, unreliable messages, then resends of lost records, then new records."""
         self._detect_losses(now)
         out: list[bytes] = []
         lost_by_lane: dict[int, list[_Sent]] = {}
