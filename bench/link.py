@@ -138,7 +138,7 @@ def split_between_ends(config: ConditionerConfig) -> ConditionerConfig:
     which conditions each direction once.
     """
     def half(p: float) -> float:
-        return 1.0 - (1.0 - p) ** 0.5
+        return 1.0 - float((1.0 - p) ** 0.5)
 
     return dataclasses.replace(
         config, latency_ms=config.latency_ms / 2, jitter_ms=config.jitter_ms / 2,

@@ -215,8 +215,9 @@ def throughput_child(sut: str, loop: str, seconds: float) -> dict[str, float]:
 def run_pair(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        figures.update(ctx.attempt(f"pair {sut}", lambda sut=sut: run_child_per_loop(
-            "bench.pair:pair_child", sut=sut, quick=ctx.quick)))
+        figures.update(ctx.attempt(
+            f"pair {sut}", lambda sut=sut: run_child_per_loop(  # type: ignore[misc]
+                "bench.pair:pair_child", sut=sut, quick=ctx.quick)))
     return figures
 
 
@@ -231,9 +232,10 @@ def run_setup(ctx: Context) -> dict[str, float]:
 def run_throughput(ctx: Context) -> dict[str, float]:
     figures: dict[str, float] = {}
     for sut in FACTORIES:
-        figures.update(ctx.attempt(f"throughput {sut}", lambda sut=sut: run_child_per_loop(
-            "bench.pair:throughput_child", timeout=300, sut=sut,
-            seconds=1.0 if ctx.quick else 2.0)))
+        figures.update(ctx.attempt(
+            f"throughput {sut}", lambda sut=sut: run_child_per_loop(  # type: ignore[misc]
+                "bench.pair:throughput_child", timeout=300, sut=sut,
+                seconds=1.0 if ctx.quick else 2.0)))
     return figures
 
 
