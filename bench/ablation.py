@@ -38,7 +38,8 @@ FEATURES = ("stats", "clock", "interp", "order", "delta", "sctp", "lanes")
 
 def _switch_off(parts: tuple[str, ...]) -> None:
     """Replace the named parts of netplay with no-ops (in this process only)."""
-    from netplay import _sctp, clock, dataplane, delta, interpolation, lanes, snapshots, stats
+    from bench.link import _ice as hooks
+    from netplay import clock, dataplane, delta, interpolation, lanes, snapshots, stats
 
     if "stats" in parts:
         stats.StatsTracker.on_send = lambda self, now, nbytes: None  # type: ignore[method-assign]
@@ -71,7 +72,9 @@ def _switch_off(parts: tuple[str, ...]) -> None:
         delta.DeltaEncoder.encode = encode  # type: ignore[method-assign]
         delta.DeltaDecoder.decode = decode  # type: ignore[method-assign]
     if "sctp" in parts:
-        _sctp.guard_streams = lambda sctp, on_bad: False
+        if not hasattr(hooks, "guard_streams"):  # before the hooks were one module
+            from netplay import _sctp as hooks  # type: ignore[no-redef]
+        hooks.guard_streams = lambda sctp, on_bad: False
     if "lanes" in parts:
         # With no reliable traffic (this benchmark sends snapshots only) the lanes only add
         # their per-datagram work: acks to build, the records to take, the epoch check.

@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
-from netplay import _ice
+try:  # netplay's private aiortc/aioice hooks: one module since the wire-v2 clean-up
+    from netplay import _aiortc as _ice
+except ImportError:
+    from netplay import _ice  # type: ignore[no-redef]
 from netplay.conditioner import ConditionerConfig, attach
 
 

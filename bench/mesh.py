@@ -93,7 +93,7 @@ async def aiortc_worker(pipe: Pipe, index: int, n: int, seconds: float, lobby_ur
     """Raw aiortc peer: one RTCPeerConnection per other peer, lower index offers."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from netplay import _ice
+    from bench.link import _ice
 
     pcs: dict[int, Any] = {}
     channels: dict[int, Any] = {}

@@ -4,23 +4,13 @@ This machine's kernel has no netem, and games want to be tried under bad network
 netplay impairs traffic itself, at the packet level *below* SCTP and DTLS: the reliable channel
 really retransmits and the unreliable one really loses.
 
-How it hooks into aiortc (aiortc 1.16, aioice 0.13; both pinned in ``pyproject.toml``):
-
-- ``RTCIceTransport.__init__`` copies the aioice connection's methods onto the instance
-  (``rtcicetransport.py`` lines 276-278: ``self._recv = self._connection.recv``,
-  ``self._send = self._connection.send``), and ``RTCDtlsTransport`` sends every datagram through
-  ``await self.transport._send(data)`` (``rtcdtlstransport.py`` lines 719 and 751). Outbound, we
-  replace that instance attribute with a wrapper.
-- aioice's ``StunProtocol.datagram_received`` hands every non-STUN datagram (DTLS, hence SCTP) to
-  ``self.receiver.data_received(data, component)`` (aioice ``ice.py`` line 293), and
-  ``Connection.data_received`` queues it for ``recv`` (``ice.py`` line 1277). Inbound, we replace
-  ``data_received`` on the connection instance. STUN (connectivity checks, consent) is not
-  conditioned, so ICE itself stays healthy.
-- The ICE transport only exists once the peer connection creates its SCTP transport (first
-  ``createDataChannel`` or ``setRemoteDescription``), in the private
-  ``RTCPeerConnection.__createDtlsTransport`` (``rtcpeerconnection.py`` lines 1146-1152).
-  :func:`attach` hooks the transports that already exist (``pc.sctp``, transceivers) and wraps that
-  method on the instance so transports created later are hooked as they are made.
+It sits between DTLS and aioice on each ICE transport of the peer connection: outbound, where
+``RTCDtlsTransport`` sends each datagram; inbound, where aioice hands over each non-STUN datagram
+(STUN, so connectivity checks and consent, is not conditioned and ICE itself stays healthy).
+Installing that tap reaches into aiortc/aioice internals, so it lives in :mod:`netplay._aiortc`
+(:func:`~netplay._aiortc.tap_datagrams`, which names the private details); with an aiortc or
+aioice that lacks them, :func:`attach` raises ``RuntimeError`` rather than leave the link
+unimpaired.
 
 Delays never block: due packets wait in a timer queue per transport and direction (one
 ``loop.call_later`` armed for the earliest packet). When the ICE transport closes (``pc.close()``)
@@ -391,23 +381,23 @@ class LinkConditioner:
 
     # -- hooking --------------------------------------------------------------------------
 
-    def _hook(self, ice_transport: Any) -> None:
+    def _hook(self, ice_transport: Any, send: Callable[[bytes], Awaitable[None]],
+              receive: Callable[[bytes, int], None],
+              ) -> tuple[Callable[[bytes], Awaitable[None]], Callable[[bytes, int], None]] | None:
+        """Tap one ICE transport (called by :func:`netplay._aiortc.tap_datagrams` with its
+        original ``send`` and ``receive``); returns their replacements."""
         if any(h.transport is ice_transport for h in self._hooked):
-            return
-        connection = ice_transport._connection
-        hooked = _Hooked(ice_transport, ice_transport._send, connection.data_received)
+            return None
+        hooked = _Hooked(ice_transport, send, receive)
         hooked.queues["outbound"] = _TimerQueue(lambda due: self._send_due(hooked, due))
         hooked.queues["inbound"] = _TimerQueue(lambda due: self._receive_due(hooked, due))
         self._hooked.append(hooked)
 
-        async def send(data: bytes) -> None:
+        async def conditioned_send(data: bytes) -> None:
             await self._send(hooked, data)
 
         def data_received(data: bytes, component: int) -> None:
             self._receive(hooked, data, component)
-
-        ice_transport._send = send
-        connection.data_received = data_received
 
         def on_state() -> None:
             if ice_transport.state in ("closed", "failed"):
@@ -415,6 +405,7 @@ class LinkConditioner:
                     queue.close()
 
         ice_transport.on("statechange", on_state)
+        return conditioned_send, data_received
 
     async def _send(self, hooked: _Hooked, data: bytes) -> None:
         scheduler = self._schedulers["outbound"]
@@ -469,9 +460,6 @@ class LinkConditioner:
             hooked.receive(data, component)
 
 
-_CREATE_DTLS = "_RTCPeerConnection__createDtlsTransport"
-
-
 def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None,
            inbound: ConditionerConfig | None, *, seed: int | None = None) -> LinkConditioner:
     """Condition every datagram ``pc`` sends (``outbound``) and receives (``inbound``).
@@ -479,24 +467,11 @@ def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None,
     Call it right after creating the ``RTCPeerConnection``, before negotiation (it also hooks
     transports that already exist). ``seed`` seeds both directions unless a config has its own
     seed; with no seed at all a random one is chosen (logged at DEBUG). ``None`` for a direction
-    leaves it untouched; :meth:`LinkConditioner.set` changes either at runtime.
+    leaves it untouched; :meth:`LinkConditioner.set` changes either at runtime. Raises
+    ``RuntimeError`` when the installed aiortc/aioice lacks a detail the tap needs.
     """
-    create = getattr(pc, _CREATE_DTLS, None)
-    if create is None:
-        raise RuntimeError(
-            "this aiortc version has no RTCPeerConnection.__createDtlsTransport; the link "
-            "conditioner needs the aiortc version pinned in netplay's pyproject.toml"
-        )
+    from . import _aiortc  # imports aiortc: keep ``import netplay.conditioner`` light
+
     conditioner = LinkConditioner(outbound, inbound, seed=seed)
-
-    def create_dtls_transport(*args: Any, **kwargs: Any) -> Any:
-        dtls = create(*args, **kwargs)
-        conditioner._hook(dtls.transport)
-        return dtls
-
-    setattr(pc, _CREATE_DTLS, create_dtls_transport)
-    if pc.sctp is not None:
-        conditioner._hook(pc.sctp.transport.transport)
-    for transceiver in pc.getTransceivers():
-        conditioner._hook(transceiver.receiver.transport.transport)
+    _aiortc.tap_datagrams(pc, conditioner._hook)
     return conditioner

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
-from . import _ice
+from . import _aiortc
 from . import protocol as p
 from .channels import Channel
 from .config import MeshConfig
@@ -55,7 +55,8 @@ class Mesh(EventStream, DataPlane):
         if not isinstance(config, MeshConfig):
             raise TypeError(f"Mesh needs a MeshConfig, got {type(config).__name__}")
         if config.ice_host_addresses is not None:
-            _ice.resolve_host_addresses(config.ice_host_addresses)  # ValueError now, not later
+            # ValueError (or RuntimeError: aioice cannot pin) now, not later
+            _aiortc.validate_host_addresses(config.ice_host_addresses)
         DataPlane.__init__(self, config)
         EventStream.__init__(self, config.max_queued)
         self._status = _State.UNOPENED

@@ -28,7 +28,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from . import _closing, _ice, _sctp
+from . import _aiortc
 from .config import MeshConfig
 from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId
 
@@ -93,9 +93,9 @@ class PeerLink:
         self._drain_listeners: list[Callable[[], None]] = []
         self.channel.on("bufferedamountlow", self._drained)
         if on_bad is not None:  # data on a stream id with no channel: aiortc drops it silently
-            _sctp.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
-                                else on_bad(stream, why))
-        _sctp.tune(self.pc.sctp)  # set-up under loss: SCTP's first RTO 0.5 s, not 3 s
+            _aiortc.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
+                                  else on_bad(stream, why))
+        _aiortc.tune(self.pc.sctp)  # set-up under loss: SCTP's first RTO 0.5 s, not 3 s
         self.pc.on("connectionstatechange", self._state_changed)
 
     def __repr__(self) -> str:
@@ -127,7 +127,7 @@ class PeerLink:
 
     async def _set_local(self, description: RTCSessionDescription) -> str:
         # ICE gathering happens inside setLocalDescription; pin its host addresses here.
-        with _ice.host_addresses(self.config.ice_host_addresses):
+        with _aiortc.host_addresses(self.config.ice_host_addresses):
             await self.pc.setLocalDescription(description)
         return str(self.pc.localDescription.sdp)
 
@@ -207,7 +207,7 @@ class PeerLink:
         """Close the connection; no callback runs afterwards. Idempotent."""
         self.closed = True
         await self.pc.close()
-        await _closing.finish_close(self.pc)  # tasks aiortc/aioice leave when closed mid-connect
+        await _aiortc.finish_close(self.pc)  # tasks aiortc/aioice leave when closed mid-connect
         if self.conditioner is not None:
             self.conditioner.close()
         await asyncio.sleep(0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
-from netplay import _ice
+from netplay import _aiortc
 from netplay.conditioner import (
     ConditionerConfig,
     LinkConditioner,
@@ -203,13 +203,13 @@ def make_peer(outbound: ConditionerConfig | None, inbound: ConditionerConfig | N
 
 
 async def connect(a: Peer, b: Peer) -> None:
-    with _ice.host_addresses(["127.0.0.1"]):
+    with _aiortc.host_addresses(["127.0.0.1"]):
         await a.pc.setLocalDescription(await a.pc.createOffer())
     offer = a.pc.localDescription
     candidates = [line for line in offer.sdp.splitlines() if line.startswith("a=candidate")]
     assert candidates and all(" 127.0.0.1 " in line for line in candidates)
     await b.pc.setRemoteDescription(offer)
-    with _ice.host_addresses(["127.0.0.1"]):
+    with _aiortc.host_addresses(["127.0.0.1"]):
         await b.pc.setLocalDescription(await b.pc.createAnswer())
     await a.pc.setRemoteDescription(b.pc.localDescription)
     channels = (a.state, a.events, b.state, b.events)

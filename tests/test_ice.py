@@ -8,7 +8,7 @@ import pytest
 from mesh_helpers import candidate_addresses, config, full_mesh
 
 import netplay
-from netplay import _ice
+from netplay import _aiortc
 from netplay.mesh import Mesh
 from netplay.protocol import CandidatePayload
 
@@ -29,9 +29,9 @@ async def test_every_candidate_of_a_test_peer_is_loopback(lobby: Any) -> None:
 
 
 def test_host_addresses_resolve_interfaces_and_reject_unknown_names() -> None:
-    assert _ice.resolve_host_addresses(["127.0.0.1", "lo", "127.0.0.1"])[0] == "127.0.0.1"
+    assert _aiortc.resolve_host_addresses(["127.0.0.1", "lo", "127.0.0.1"])[0] == "127.0.0.1"
     with pytest.raises(ValueError, match="neither an IP address nor a network interface"):
-        _ice.resolve_host_addresses(["no-such-interface0"])
+        _aiortc.resolve_host_addresses(["no-such-interface0"])
 
 
 def test_bad_host_address_is_refused_when_the_mesh_is_made(lobby: Any) -> None:

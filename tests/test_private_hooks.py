@@ -1,14 +1,26 @@
-"""Canary for the private aiortc/aioice details netplay relies on (pinned in pyproject.toml).
+"""Canaries for every private aiortc/aioice detail :mod:`netplay._aiortc` uses, and its fallbacks.
 
-If an upgrade renames one of them, netplay would silently lose a feature (loopback-only ICE,
-the link conditioner, pacing of big reliable sends). This test names each one, so the upgrade
-fails here instead.
+aiortc and aioice are pinned in pyproject.toml. If an upgrade renames one of these details,
+netplay loses a feature (loopback-only ICE, the link conditioner, the SCTP stream guard, the
+fast SCTP set-up, clean shutdown); one canary per detail names it, so the upgrade fails here.
+The canaries read the names from ``netplay._aiortc`` itself: they check what it looks up.
+
+The fallback tests simulate a missing detail (a stand-in object, or the looked-up name
+monkeypatched to one that does not exist): the feature turns off with exactly one WARNING
+per process, or, where running without it would quietly do something else, a clear
+``RuntimeError``. No network is mocked; real peer connections here never connect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
+import aioice
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
@@ -16,59 +28,260 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcsctptransport import RTCSctpTransport
 
+import netplay
+from netplay import _aiortc
+from netplay.conditioner import ConditionerConfig, attach
 
-def test_aioice_host_address_hook_exists() -> None:
-    # netplay._ice replaces aioice.ice.get_host_addresses (looked up when gathering runs).
-    assert callable(aioice.ice.get_host_addresses)
-    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
-
-
-def test_conditioner_hooks_exist() -> None:
-    assert hasattr(RTCPeerConnection, "_RTCPeerConnection__createDtlsTransport")
-    assert "self._send = " in inspect.getsource(RTCIceTransport)
-    assert "self.transport._send(" in inspect.getsource(RTCDtlsTransport)
-    assert callable(aioice.ice.Connection.data_received)
-    assert "self.receiver.data_received(" in inspect.getsource(aioice.ice.StunProtocol)
+pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.parametrize("name", ["_rto", "_data_channels"])
-def test_sctp_tuned_fields_exist(name: str) -> None:
-    # Plain or annotated assignment in __init__ (``self._x = ...`` / ``self._x: T = ...``).
-    source = inspect.getsource(RTCSctpTransport.__init__)
-    assert f"self.{name} = " in source or f"self.{name}: " in source
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees the process as if nothing had warned yet."""
+    monkeypatch.setattr(_aiortc, "_warned", set())
 
 
-def test_sctp_hooked_methods_exist() -> None:
-    # netplay._sctp.guard_streams wraps this on each transport instance.
-    assert inspect.iscoroutinefunction(RTCSctpTransport._data_channel_receive)
-    # the initial RTO is what the INIT timer waits
-    assert "self._rto" in inspect.getsource(RTCSctpTransport._t1_start)
-
-
-async def test_tune_lowers_the_initial_rto() -> None:
-    from netplay import _sctp
-
+@pytest.fixture
+async def pc() -> AsyncIterator[RTCPeerConnection]:
+    """A peer connection with its one data channel (so SCTP, DTLS and ICE transports exist)."""
     pc = RTCPeerConnection()
+    pc.createDataChannel("netplay", ordered=False, negotiated=True, id=0, maxRetransmits=0)
     try:
-        pc.createDataChannel("x", negotiated=True, id=0)
-        assert pc.sctp._rto == 3.0  # RFC 4960 RTO.Initial, aiortc's default
-        assert _sctp.tune(pc.sctp)
-        assert pc.sctp._rto == _sctp.INITIAL_RTO
+        yield pc
     finally:
         await pc.close()
 
 
-def test_tune_falls_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
+def fallbacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "netplay._aiortc" and r.levelno == logging.WARNING]
 
-    from netplay import _sctp
 
-    class Bare:
+def ice_of(pc: RTCPeerConnection) -> Any:
+    assert pc.sctp is not None
+    return pc.sctp.transport.transport
+
+
+# -- canaries: ICE host addresses -------------------------------------------------------------
+
+def test_canary_aioice_get_host_addresses() -> None:
+    # A module function of aioice.ice, looked up as a global each time candidates are gathered.
+    original = _aiortc._original_get_host_addresses or getattr(
+        aioice.ice, _aiortc._GET_HOST_ADDRESSES)
+    assert list(inspect.signature(original).parameters) == ["use_ipv4", "use_ipv6"]
+    gather = aioice.ice.Connection.gather_candidates
+    assert _aiortc._GET_HOST_ADDRESSES in gather.__code__.co_names
+
+
+async def test_host_address_pinning_works_on_a_real_aioice_connection() -> None:
+    connection = aioice.Connection(ice_controlling=True)
+    try:
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            await connection.gather_candidates()
+        hosts = [c.host for c in connection.local_candidates]
+        assert hosts and set(hosts) == {"127.0.0.1"}
+    finally:
+        await connection.close()
+    assert aioice.ice.get_host_addresses is _aiortc._get_host_addresses
+
+
+# -- canaries: link conditioner ---------------------------------------------------------------
+
+def test_canary_create_dtls_transport() -> None:
+    create = getattr(RTCPeerConnection, _aiortc._CREATE_DTLS)
+    assert inspect.signature(create).return_annotation in (RTCDtlsTransport, "RTCDtlsTransport")
+
+
+async def test_canary_ice_transport_send(pc: RTCPeerConnection) -> None:
+    # DTLS sends every datagram through the ICE transport's instance attribute ``_send``.
+    assert "self.transport._send(" in inspect.getsource(RTCDtlsTransport)
+    ice = ice_of(pc)
+    assert getattr(ice, _aiortc._ICE_SEND) == ice._connection.send
+
+
+async def test_canary_ice_connection_data_received(pc: RTCPeerConnection) -> None:
+    # aioice hands every non-STUN datagram to ``receiver.data_received(data, component)``.
+    assert "self.receiver.data_received(" in inspect.getsource(aioice.ice.StunProtocol)
+    connection = getattr(ice_of(pc), _aiortc._ICE_CONNECTION)
+    assert isinstance(connection, aioice.Connection)
+    received = getattr(connection, _aiortc._DATA_RECEIVED)
+    assert list(inspect.signature(received).parameters) == ["data", "component"]
+
+
+async def test_tap_sees_the_original_path_and_installs_the_replacement(
+        pc: RTCPeerConnection) -> None:
+    ice = ice_of(pc)
+    seen = []
+
+    async def send(data: bytes) -> None:
         pass
 
-    _sctp._warned.clear()
+    def receive(data: bytes, component: int) -> None:
+        pass
+
+    def tap(transport: Any, original_send: Any, original_receive: Any) -> Any:
+        seen.append((transport, original_send, original_receive))
+        return send, receive
+
+    original = (ice, ice._connection.send, ice._connection.data_received)
+    _aiortc.tap_datagrams(pc, tap)
+    assert seen == [original]
+    assert ice._send is send and ice._connection.data_received is receive
+
+
+# -- canaries: SCTP ---------------------------------------------------------------------------
+
+async def test_canary_sctp_data_channel_receive(pc: RTCPeerConnection) -> None:
+    # awaited through ``self`` for every received message, so an instance attribute wins
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_RECEIVE))
+    assert f"await self.{_aiortc._SCTP_RECEIVE}(" in inspect.getsource(RTCSctpTransport._receive)
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_CHANNELS), dict)
+
+
+async def test_canary_sctp_rto(pc: RTCPeerConnection) -> None:
+    assert getattr(pc.sctp, _aiortc._SCTP_RTO) == 3.0  # RFC 4960 RTO.Initial, aiortc's default
+    assert f"self.{_aiortc._SCTP_RTO}" in inspect.getsource(RTCSctpTransport._t1_start)
+    assert _aiortc.tune(pc.sctp)
+    assert pc.sctp._rto == _aiortc.INITIAL_RTO
+
+
+async def test_guard_installs_on_a_real_transport(pc: RTCPeerConnection) -> None:
+    bad: list[tuple[int, str]] = []
+    assert _aiortc.guard_streams(pc.sctp, lambda stream, why: bad.append((stream, why)))
+    assert _aiortc.guard_streams(pc.sctp, lambda stream, why: None)  # once per transport
+    await pc.sctp._data_channel_receive(7, 53, b"x")  # type: ignore[union-attr]
+    assert bad and bad[0][0] == 7
+
+
+# -- canaries: closing ------------------------------------------------------------------------
+
+def test_canary_peer_connection_connect_task() -> None:
+    connect = getattr(RTCPeerConnection, _aiortc._PC_CONNECT)
+    assert inspect.iscoroutinefunction(connect)
+    assert "ensure_future(self.__connect())" in inspect.getsource(
+        RTCPeerConnection.setRemoteDescription)
+
+
+def test_canary_ice_transport_monitor_task() -> None:
+    assert inspect.iscoroutinefunction(getattr(RTCIceTransport, _aiortc._ICE_MONITOR))
+    assert f"self.{_aiortc._ICE_MONITOR}()" in inspect.getsource(RTCIceTransport.start)
+
+
+async def test_canary_aioice_consent_task(pc: RTCPeerConnection) -> None:
+    connection = ice_of(pc)._connection
+    assert getattr(connection, _aiortc._CONSENT_TASK) is None
+    assert f"self.{_aiortc._CONSENT_TASK} = asyncio.create_task(" in inspect.getsource(
+        aioice.ice.Connection.connect)
+
+
+async def test_finish_close_finds_a_leftover_connect_task(
+        caplog: pytest.LogCaptureFixture) -> None:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("netplay", negotiated=True, id=0)
+    await pc.close()
+    task = asyncio.ensure_future(pc._RTCPeerConnection__connect())  # type: ignore[attr-defined]
+    assert task in _aiortc._leftover_tasks(pc)
+    await _aiortc.finish_close(pc)
+    assert task.done()
+    assert fallbacks(caplog) == []
+
+
+# -- fallbacks --------------------------------------------------------------------------------
+
+def test_host_pinning_without_aioice_support_raises_instead_of_ignoring(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delattr(aioice.ice, _aiortc._GET_HOST_ADDRESSES)
+    with pytest.raises(RuntimeError, match="get_host_addresses"):
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            pass
+    with pytest.raises(RuntimeError, match="ice_host_addresses"):
+        netplay.Mesh(netplay.MeshConfig(lobby_url="ws://127.0.0.1:9/ws",
+                                        ice_host_addresses=("127.0.0.1",)))
+    with _aiortc.host_addresses(None):  # not asked: nothing needed, nothing said
+        pass
+    assert fallbacks(caplog) == []
+
+
+async def test_conditioner_without_the_dtls_factory_raises(
+        monkeypatch: pytest.MonkeyPatch, pc: RTCPeerConnection) -> None:
+    monkeypatch.setattr(_aiortc, "_CREATE_DTLS", "_RTCPeerConnection__noSuchFactory")
+    with pytest.raises(RuntimeError, match="__createDtlsTransport"):
+        attach(pc, ConditionerConfig(loss=0.5), None)
+
+
+@pytest.mark.parametrize(("name", "what"), [("_ICE_SEND", "_send"),
+                                            ("_ICE_CONNECTION", "_connection"),
+                                            ("_DATA_RECEIVED", "data_received")])
+async def test_conditioner_without_the_datagram_path_raises_and_changes_nothing(
+        monkeypatch: pytest.MonkeyPatch, pc: RTCPeerConnection, name: str, what: str) -> None:
+    monkeypatch.setattr(_aiortc, name, "_no_such_attribute")
+    ice = ice_of(pc)
+    send, receive = ice._send, ice._connection.data_received
+    with pytest.raises(RuntimeError, match=what):
+        attach(pc, ConditionerConfig(loss=0.5), None)
+    assert _aiortc._CREATE_DTLS not in vars(pc)
+    assert ice._send == send and ice._connection.data_received == receive
+
+
+@pytest.mark.parametrize("stand_in", [SimpleNamespace(),
+                                      SimpleNamespace(_data_channel_receive=lambda *a: None)])
+def test_guard_falls_back_with_one_warning(
+        caplog: pytest.LogCaptureFixture, stand_in: Any) -> None:
+    before = dict(vars(stand_in))
     with caplog.at_level(logging.WARNING, logger="netplay"):
-        assert not _sctp.tune(Bare())
-        assert not _sctp.tune(Bare())
-    warnings = [r for r in caplog.records if "falls back" in r.getMessage()]
-    assert len(warnings) == 1
+        assert not _aiortc.guard_streams(stand_in, lambda stream, why: None)
+        assert not _aiortc.guard_streams(stand_in, lambda stream, why: None)
+    [warning] = fallbacks(caplog)
+    assert "_data_channel_receive" in warning and "falls back" in warning
+    assert vars(stand_in) == before  # nothing installed
+
+
+def test_tune_falls_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    stand_in = SimpleNamespace()
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        assert not _aiortc.tune(stand_in)
+        assert not _aiortc.tune(stand_in)
+    [warning] = fallbacks(caplog)
+    assert "_rto" in warning and "3 s" in warning
+    assert vars(stand_in) == {}
+
+
+@pytest.mark.parametrize(("name", "what"), [("_PC_CONNECT", "RTCPeerConnection.__connect"),
+                                            ("_ICE_MONITOR", "RTCIceTransport._monitor")])
+async def test_finish_close_falls_back_with_one_warning(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        name: str, what: str) -> None:
+    monkeypatch.setattr(_aiortc, name, getattr(_aiortc, name) + "_gone")
+    pc = RTCPeerConnection()
+    pc.createDataChannel("netplay", negotiated=True, id=0)
+    await pc.close()
+    task = asyncio.ensure_future(pc._RTCPeerConnection__connect())  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        leftover = _aiortc._leftover_tasks(pc)
+        await _aiortc.finish_close(pc)
+        await _aiortc.finish_close(pc)
+    warnings = fallbacks(caplog)
+    assert len(warnings) == 1 and what in warnings[0] and "not cancelled" in warnings[0]
+    if name == "_PC_CONNECT":
+        assert task not in leftover  # the feature is off
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_finish_close_without_the_consent_task_falls_back_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ice = SimpleNamespace(state="closed", _connection=SimpleNamespace())
+    stand_in = SimpleNamespace(sctp=SimpleNamespace(transport=SimpleNamespace(transport=ice)))
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        await _aiortc.finish_close(stand_in)  # type: ignore[arg-type]
+        await _aiortc.finish_close(stand_in)  # type: ignore[arg-type]
+    [warning] = fallbacks(caplog)
+    assert "_query_consent_task" in warning and "not cancelled" in warning
+
+
+def test_importing_the_conditioner_does_not_import_aiortc_private_hooks() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, netplay.conditioner; "
+            "assert 'netplay._aiortc' not in sys.modules and 'aiortc' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

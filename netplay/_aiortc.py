@@ -1,0 +1,394 @@
+"""Every private aiortc/aioice detail netplay touches, and nothing else.
+
+aiortc and aioice have no public API for what follows, so netplay reaches into them, here
+only. ``pyproject.toml`` pins the versions this module is written and tested against
+(``aiortc>=1.16,<1.17``, ``aioice>=0.13,<0.14``), and ``tests/test_private_hooks.py`` has a
+canary per private name below, so an upgrade that renames one fails there first. At run time
+each access is looked up, never assumed: when a name is missing (an unpinned aiortc or
+aioice), netplay either turns that feature off and logs **one WARNING per process** naming
+what is missing and what is lost, or, when the caller asked for the feature outright and
+running without it would quietly do something else, raises ``RuntimeError``.
+
+ICE host addresses (:func:`host_addresses`, :func:`validate_host_addresses`)
+    ``aioice.ice.get_host_addresses`` (private module function). aioice gathers host
+    candidates on every interface address except loopback, and aiortc has no setting to
+    choose interfaces; ``Connection.gather_candidates`` looks the function up in
+    ``aioice.ice`` each time, so it is replaced there (once, on first use) by a wrapper that
+    consults a context variable set around ``setLocalDescription``: the restriction is per
+    peer connection and never leaks into other aiortc users of the process.
+    Missing: ``RuntimeError`` when addresses are given (``MeshConfig.ice_host_addresses``;
+    candidates on other interfaces would break "loopback only" or "LAN only"); with no
+    addresses nothing is needed.
+
+Link conditioner (:func:`tap_datagrams`, used by :mod:`netplay.conditioner`)
+    - ``RTCPeerConnection.__createDtlsTransport`` (name-mangled
+      ``_RTCPeerConnection__createDtlsTransport``): makes each ICE + DTLS transport pair;
+      wrapped on the instance so transports made later are tapped as they are made.
+    - ``RTCIceTransport._send`` (instance attribute, aioice's ``Connection.send`` copied in
+      ``__init__``): ``RTCDtlsTransport`` awaits ``self.transport._send(data)`` for every
+      outgoing datagram; replaced on the instance.
+    - ``RTCIceTransport._connection`` (the aioice ``Connection``) and its
+      ``data_received(data, component)``, which aioice's ``StunProtocol`` calls for every
+      incoming non-STUN datagram (DTLS, hence SCTP); replaced on the instance. STUN is not
+      tapped, so connectivity checks and consent stay untouched.
+    Missing: ``RuntimeError`` (an impaired link that was asked for must not silently be a
+    perfect one: tests and benchmarks would measure the wrong thing).
+
+SCTP (:func:`guard_streams`, :func:`tune`)
+    - ``RTCSctpTransport._data_channel_receive`` (coroutine method, awaited through ``self``
+      for every received message) and ``RTCSctpTransport._data_channels`` (dict of stream id
+      to channel): wrapped on the instance so that data for a stream with no channel, and
+      in-band DCEP opens, are reported as bad input instead of dropped silently / creating
+      channels. Missing: WARNING, aiortc's own handling (silent drop, in-band opens accepted).
+    - ``RTCSctpTransport._rto`` (RFC 4960's RTO.Initial, 3 s in aiortc, read by ``_t1_start``):
+      lowered to :data:`INITIAL_RTO` so a lost INIT or COOKIE costs well under a second.
+      Missing: WARNING, aiortc's 3 s.
+
+Closing (:func:`finish_close`): tasks aiortc/aioice leave running after ``pc.close()``
+    - ``RTCPeerConnection.__connect`` (name-mangled ``_RTCPeerConnection__connect``), started
+      as a task nobody keeps; ``RTCIceTransport._monitor``, a task started after ``start()``
+      waited for the gatherer; ``RTCIceTransport._connection`` and aioice's
+      ``Connection._query_consent_task``, the consent freshness task ``connect()`` starts
+      when it resumes after ``close()``. See :func:`finish_close`.
+    Missing: WARNING, those tasks are not cancelled (they may run on after close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import aioice.ice
+import ifaddr
+from aiortc import RTCPeerConnection
+from aiortc.rtcicetransport import RTCIceTransport
+
+__all__ = [
+    "INITIAL_RTO",
+    "finish_close",
+    "guard_streams",
+    "host_addresses",
+    "resolve_host_addresses",
+    "tap_datagrams",
+    "tune",
+    "validate_host_addresses",
+]
+
+logger = logging.getLogger(__name__)
+
+# The private names, in one place (the canary tests read these too).
+_GET_HOST_ADDRESSES = "get_host_addresses"  # aioice.ice
+_CREATE_DTLS = "_RTCPeerConnection__createDtlsTransport"  # RTCPeerConnection
+_ICE_SEND = "_send"  # RTCIceTransport instance
+_ICE_CONNECTION = "_connection"  # RTCIceTransport instance -> aioice Connection
+_DATA_RECEIVED = "data_received"  # aioice Connection
+_SCTP_RECEIVE = "_data_channel_receive"  # RTCSctpTransport
+_SCTP_CHANNELS = "_data_channels"  # RTCSctpTransport
+_SCTP_RTO = "_rto"  # RTCSctpTransport
+_PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
+_ICE_MONITOR = "_monitor"  # RTCIceTransport
+_CONSENT_TASK = "_query_consent_task"  # aioice Connection
+
+_warned: set[str] = set()
+
+
+def _fallback(what: str, lost: str) -> None:
+    """Log once per process that ``what`` is missing and ``lost`` is what goes with it."""
+    if what not in _warned:
+        _warned.add(what)
+        logger.warning("%s is missing (aiortc/aioice changed? netplay is tested with the "
+                       "versions pinned in its pyproject.toml): netplay falls back: %s",
+                       what, lost)
+
+
+def _missing(what: str) -> RuntimeError:
+    return RuntimeError(
+        f"{what} is missing in the installed aiortc/aioice; this feature of netplay needs "
+        f"the versions pinned in netplay's pyproject.toml (aiortc 1.16, aioice 0.13)"
+    )
+
+
+# -- ICE host addresses -------------------------------------------------------------------
+
+_allowed: ContextVar[tuple[str, ...] | None] = ContextVar("netplay_ice_hosts", default=None)
+_original_get_host_addresses: Callable[..., list[str]] | None = None
+
+
+def resolve_host_addresses(entries: Sequence[str]) -> tuple[str, ...]:
+    """Turn IP addresses and interface names (``"eth0"``, ``"lo"``) into IP addresses.
+
+    Raises ``ValueError`` for an entry that is neither an IP address nor a known interface.
+    """
+    resolved: list[str] = []
+    adapters = None
+    for entry in entries:
+        try:
+            resolved.append(str(ipaddress.ip_address(entry)))
+            continue
+        except ValueError:
+            pass
+        if adapters is None:
+            adapters = {a.nice_name: a for a in ifaddr.get_adapters()}
+            adapters.update({a.name: a for a in adapters.values()})
+        adapter = adapters.get(entry)
+        if adapter is None:
+            raise ValueError(
+                f"ice host address {entry!r} is neither an IP address nor a network interface "
+                f"(interfaces here: {', '.join(sorted(adapters))})"
+            )
+        for ip in adapter.ips:
+            resolved.append(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
+    return tuple(dict.fromkeys(resolved))
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    allowed = _allowed.get()
+    if allowed is None:
+        assert _original_get_host_addresses is not None
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    out = []
+    for address in allowed:
+        version = ipaddress.ip_address(address).version
+        if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+            out.append(address)
+    return out
+
+
+def _install_host_hook() -> None:
+    """Put :func:`_get_host_addresses` in place of aioice's; ``RuntimeError`` if it has none."""
+    global _original_get_host_addresses
+    current = getattr(aioice.ice, _GET_HOST_ADDRESSES, None)
+    if not callable(current):
+        raise _missing("aioice.ice.get_host_addresses (needed to restrict ICE host addresses, "
+                       "MeshConfig.ice_host_addresses)")
+    if current is not _get_host_addresses:
+        _original_get_host_addresses = current
+        setattr(aioice.ice, _GET_HOST_ADDRESSES, _get_host_addresses)
+
+
+def validate_host_addresses(entries: Sequence[str]) -> tuple[str, ...]:
+    """What a ``Mesh`` checks when it is made: :func:`resolve_host_addresses` (``ValueError``),
+    and that this aioice can restrict host addresses at all (``RuntimeError`` otherwise)."""
+    resolved = resolve_host_addresses(entries)
+    _install_host_hook()
+    return resolved
+
+
+@contextmanager
+def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
+    """Within this block, ICE gathers host candidates only on ``addresses``.
+
+    Wrap ``setLocalDescription`` (gathering happens inside it, in tasks that copy the caller's
+    context). ``None`` keeps aioice's default (every non-loopback interface). Entries may be IP
+    addresses or interface names. ``RuntimeError`` when aioice lacks the private function.
+    """
+    if addresses is None:
+        yield
+        return
+    resolved = resolve_host_addresses(addresses)
+    _install_host_hook()
+    token = _allowed.set(resolved)
+    try:
+        yield
+    finally:
+        _allowed.reset(token)
+
+
+# -- link conditioner ---------------------------------------------------------------------
+
+Send = Callable[[bytes], Awaitable[None]]
+"""Sends one datagram on an ICE transport (what DTLS awaits)."""
+Receive = Callable[[bytes, int], None]
+"""Takes one received datagram and its ICE component (what aioice calls)."""
+Tap = Callable[[Any, Send, Receive], tuple[Send, Receive] | None]
+"""``tap(ice_transport, send, receive)`` returns replacements, or ``None`` to leave it be."""
+
+
+def _datagram_path(ice_transport: Any) -> tuple[Send, Any, Receive]:
+    """The ICE transport's ``_send``, its aioice connection and that one's ``data_received``."""
+    send = getattr(ice_transport, _ICE_SEND, None)
+    connection = getattr(ice_transport, _ICE_CONNECTION, None)
+    receive = getattr(connection, _DATA_RECEIVED, None)
+    if not callable(send):
+        raise _missing("RTCIceTransport._send (needed by the link conditioner)")
+    if connection is None or not callable(receive):
+        raise _missing("RTCIceTransport._connection.data_received (needed by the link "
+                       "conditioner)")
+    return send, connection, receive
+
+
+def _tap_transport(ice_transport: Any, tap: Tap) -> None:
+    send, connection, receive = _datagram_path(ice_transport)
+    replacement = tap(ice_transport, send, receive)
+    if replacement is not None:
+        setattr(ice_transport, _ICE_SEND, replacement[0])
+        setattr(connection, _DATA_RECEIVED, replacement[1])
+
+
+def tap_datagrams(pc: RTCPeerConnection, tap: Tap) -> None:
+    """Route every datagram below DTLS of every ICE transport of ``pc``, now and later,
+    through ``tap`` (see :data:`Tap`). ``RuntimeError`` when aiortc lacks a private detail
+    (checked before anything is changed, for the transports that exist already)."""
+    create = getattr(pc, _CREATE_DTLS, None)
+    if not callable(create):
+        raise _missing("RTCPeerConnection.__createDtlsTransport (needed by the link "
+                       "conditioner)")
+    existing = []
+    if pc.sctp is not None:
+        existing.append(pc.sctp.transport.transport)
+    for transceiver in pc.getTransceivers():
+        existing.append(transceiver.receiver.transport.transport)
+    for ice_transport in existing:
+        _datagram_path(ice_transport)
+
+    def create_dtls_transport(*args: Any, **kwargs: Any) -> Any:
+        dtls = create(*args, **kwargs)
+        _tap_transport(dtls.transport, tap)
+        return dtls
+
+    for ice_transport in existing:
+        _tap_transport(ice_transport, tap)
+    setattr(pc, _CREATE_DTLS, create_dtls_transport)
+
+
+# -- SCTP ---------------------------------------------------------------------------------
+
+INITIAL_RTO = 0.5
+"""Seconds: SCTP's first retransmission timeout during association set-up (aiortc: 3 s)."""
+
+WEBRTC_DCEP = 50
+"""SCTP payload protocol id of the data channel establishment protocol (RFC 8832)."""
+DATA_CHANNEL_OPEN = 3
+
+
+async def _dropped() -> None:
+    """What aiortc awaits for a message the guard dropped."""
+
+
+def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
+    """Report SCTP data that aiortc would drop silently, and refuse in-band channel opens.
+
+    netplay creates every channel ``negotiated=True`` with a fixed id, so a peer sending on a
+    stream id we have no channel for (a peer configured differently, or a hostile one) is bad
+    input, and so is an in-band DCEP open (netplay never sends one; a peer could create
+    channels in us at will). ``sctp._data_channel_receive`` is wrapped on this instance: both
+    cases are dropped and reported to ``on_bad(stream_id, why)``. False (one WARNING per
+    process) when aiortc lacks the private method or channel table.
+    """
+    original = getattr(sctp, _SCTP_RECEIVE, None)
+    channels = getattr(sctp, _SCTP_CHANNELS, None)
+    if not callable(original) or not isinstance(channels, dict):
+        _fallback("RTCSctpTransport._data_channel_receive / _data_channels",
+                  "data on unknown SCTP streams is dropped without being counted as bad "
+                  "input, and in-band data channel opens are accepted")
+        return False
+    if getattr(original, "_netplay", False):
+        return True
+
+    # A plain function handing back aiortc's own coroutine (aiortc awaits the result), so the
+    # hot path of every received message gains a few checks but no extra coroutine.
+    def receive(stream_id: int, pp_id: int, data: bytes) -> Awaitable[None]:
+        if pp_id == WEBRTC_DCEP:
+            if data and data[0] == DATA_CHANNEL_OPEN:
+                on_bad(stream_id, "in-band channel open (netplay negotiates its channels)")
+                return _dropped()
+            if stream_id not in channels:
+                on_bad(stream_id, f"channel control message for unknown channel id {stream_id}")
+                return _dropped()
+        elif stream_id not in channels:
+            on_bad(stream_id, f"data on unknown channel id {stream_id} ({len(data)} bytes; "
+                              f"is the peer configured with more channels?)")
+            return _dropped()
+        return original(stream_id, pp_id, data)  # type: ignore[no-any-return]
+
+    receive._netplay = True  # type: ignore[attr-defined]
+    setattr(sctp, _SCTP_RECEIVE, receive)
+    return True
+
+
+def tune(sctp: Any) -> bool:
+    """Lower the initial RTO of ``sctp`` to :data:`INITIAL_RTO` (aiortc: RFC 4960's 3 s), so a
+    lost INIT or COOKIE under heavy loss costs well under a second of set-up. False (one
+    WARNING per process) when aiortc lacks the field.
+
+    (Holding SCTP's congestion window at netplay's own window was tried: SCTP halves it for
+    every random loss, but with the window held up aiortc's association stalled for seconds
+    under 10% loss, so the window stays as aiortc runs it.)
+    """
+    rto = getattr(sctp, _SCTP_RTO, None)
+    if not isinstance(rto, int | float):
+        _fallback("RTCSctpTransport._rto",
+                  "SCTP's initial retransmission timeout stays aiortc's 3 s (slower set-up "
+                  "under loss)")
+        return False
+    setattr(sctp, _SCTP_RTO, min(rto, INITIAL_RTO))
+    return True
+
+
+# -- closing ------------------------------------------------------------------------------
+
+def _qualname(owner: type, name: str, lost: str) -> str | None:
+    method = getattr(owner, name, None)
+    if not inspect.iscoroutinefunction(method):
+        _fallback(f"{owner.__name__}.{name.replace(f'_{owner.__name__}', '')}", lost)
+        return None
+    return str(method.__qualname__)
+
+
+def _leftover_tasks(pc: Any) -> list[asyncio.Task[Any]]:
+    lost = "tasks it leaves after a close in the middle of connecting are not cancelled"
+    connect = _qualname(RTCPeerConnection, _PC_CONNECT, f"RTCPeerConnection: {lost}")
+    monitor = _qualname(RTCIceTransport, _ICE_MONITOR, f"RTCIceTransport: {lost}")
+    sctp = pc.sctp
+    ice = getattr(getattr(sctp, "transport", None), "transport", None)
+    tasks = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if task.done() or frame is None:
+            continue
+        name = getattr(coro, "__qualname__", None)
+        owner = frame.f_locals.get("self")
+        if (name == connect and connect is not None and owner is pc) or (
+                name == monitor and monitor is not None and owner is ice
+                and getattr(ice, "state", None) == "closed"):
+            tasks.append(task)
+    if ice is not None:
+        connection = getattr(ice, _ICE_CONNECTION, None)
+        if connection is None or not hasattr(connection, _CONSENT_TASK):
+            _fallback("RTCIceTransport._connection._query_consent_task",
+                      f"aioice's consent freshness task: {lost}")
+        else:
+            consent = getattr(connection, _CONSENT_TASK)
+            if isinstance(consent, asyncio.Task) and not consent.done():
+                tasks.append(consent)
+    return tasks
+
+
+async def finish_close(pc: RTCPeerConnection) -> None:
+    """Cancel and await what a closed ``pc`` left running (aiortc/aioice leak tasks).
+
+    ``RTCPeerConnection.setRemoteDescription`` starts ``__connect()`` as a task nobody keeps.
+    If the connection is closed while aioice's ``Connection.connect()`` waits for its check
+    list and the checks already succeeded, ``connect()`` resumes after ``close()`` and starts
+    the consent freshness task (``query_consent``), which then runs for good on closed
+    sockets: a mesh closed in the middle of a connection attempt left two tasks running (seen
+    over 40 s). Likewise ``RTCIceTransport.start()`` creates its ``_monitor`` task after
+    waiting for the gatherer; when ``stop()`` ran during that wait, the monitor is created
+    afterwards and waits for good on a closed connection (seen on a loaded machine). So after
+    ``pc.close()`` this cancels the connection's leftover ``__connect`` tasks, any consent
+    task and the monitor task of a closed ICE transport, and waits for them.
+    """
+    for _ in range(2):  # again: connect() may have started a consent task meanwhile
+        tasks = _leftover_tasks(pc)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
