@@ -325,7 +325,8 @@ class LinkConditioner:
     """
 
     def __init__(self, outbound: ConditionerConfig | None, inbound: ConditionerConfig | None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, stream: str = "") -> None:
+        self._stream = stream
         self._seed = seed if seed is not None else random.randrange(2**32)
         if seed is None:
             logger.debug("link conditioner seed %d (pass seed= to reproduce)", self._seed)
@@ -363,7 +364,7 @@ class LinkConditioner:
             if not isinstance(config, ConditionerConfig):
                 raise TypeError(f"{direction} must be a ConditionerConfig or None, got {config!r}")
             seed = config.seed if config.seed is not None else self._seed
-            rng = random.Random(f"{seed}/{direction}")
+            rng = random.Random(f"{seed}/{self._stream}{direction}")
             self._schedulers[direction] = LinkScheduler(config, rng, self.stats[direction])
 
     @property
@@ -461,17 +462,21 @@ class LinkConditioner:
 
 
 def attach(pc: RTCPeerConnection, outbound: ConditionerConfig | None,
-           inbound: ConditionerConfig | None, *, seed: int | None = None) -> LinkConditioner:
+           inbound: ConditionerConfig | None, *, seed: int | None = None,
+           stream: str = "") -> LinkConditioner:
     """Condition every datagram ``pc`` sends (``outbound``) and receives (``inbound``).
 
     Call it right after creating the ``RTCPeerConnection``, before negotiation (it also hooks
     transports that already exist). ``seed`` seeds both directions unless a config has its own
     seed; with no seed at all a random one is chosen (logged at DEBUG). ``None`` for a direction
-    leaves it untouched; :meth:`LinkConditioner.set` changes either at runtime. Raises
+    leaves it untouched; :meth:`LinkConditioner.set` changes either at runtime. ``stream``
+    names a separate sequence of decisions for the same seed (netplay passes the link's
+    connection attempt, so a retry does not replay the drops that sank the last one). Raises
     ``RuntimeError`` when the installed aiortc/aioice lacks a detail the tap needs.
     """
     from . import _aiortc  # imports aiortc: keep ``import netplay.conditioner`` light
 
-    conditioner = LinkConditioner(outbound, inbound, seed=seed)
+    conditioner = LinkConditioner(outbound, inbound, seed=seed,
+                                  stream=f"attempt {stream}/" if stream else "")
     _aiortc.tap_datagrams(pc, conditioner._hook)
     return conditioner

@@ -115,7 +115,8 @@ class DataPlane:
 
     def _new_lanes(self) -> dict[str, Any]:
         """Fresh lanes, inbound side and pacer for a new remote peer."""
-        return {"outbound": Outbound(self._lanes, min_rto=2.0 / self.config.send_rate_hz),
+        tick = 1.0 / self.config.send_rate_hz
+        return {"outbound": Outbound(self._lanes, min_rto=2 * tick, copy_gap=max(tick, 0.005)),
                 "inbound": Inbound(self._lanes, self._limits), "pacer": Pacer()}
 
     def _channel_sender(self, index: int) -> Any:
@@ -299,10 +300,7 @@ class DataPlane:
             if link.buffered() > 0:
                 pacer.mark_limited()
                 return  # aiortc holds data: on_drain kicks us again
-            work = out.has_new() or out.has_lost()
-            if not work:
-                timeout = out.next_timeout()
-                work = timeout is not None and timeout <= now
+            work = out.has_new() or out.has_lost() or out.has_due(now)
             ack = inbound.dirty or r.feedback_due
             if not work and not ack:
                 break
@@ -484,7 +482,7 @@ class DataPlane:
                     self._emit(MessageReceived(r.id, channel.name, body))
         if inbound.dirty:
             self._pump_later(r, now + ACK_DELAY)
-        elif datagram.snapshot is not None and not r.feedback_due:
+        elif (datagram.snapshot is not None or inbound.dup_seen) and not r.feedback_due:
             r.feedback_due = True
             self._pump_later(r, max(now + ACK_DELAY, r.state.last_sent + FEEDBACK_INTERVAL))
 

@@ -81,7 +81,8 @@ class PeerLink:
         if conditioner is not None:
             from .conditioner import attach
 
-            self.conditioner = attach(self.pc, conditioner, conditioner)
+            self.conditioner = attach(self.pc, conditioner, conditioner,
+                                      stream=str(attempt) if attempt else "")
         # One SCTP data channel carries every datagram (netplay's lanes ride inside them;
         # see netplay.wire): negotiated, id 0, unordered, never retransmitted by SCTP.
         self.channel: RTCDataChannel = self.pc.createDataChannel(
@@ -199,7 +200,8 @@ class PeerLink:
                 return
             from .conditioner import attach
 
-            self.conditioner = attach(self.pc, config, config)
+            self.conditioner = attach(self.pc, config, config,
+                                      stream=str(self.attempt) if self.attempt else "")
         else:
             self.conditioner.set(outbound=config, inbound=config)
 

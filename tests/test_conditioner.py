@@ -307,3 +307,20 @@ async def test_duplicates_and_reordering_keep_reliable_exact(pair_factory) -> No
     stats = a.conditioner.stats["outbound"]
     assert stats.duplicated > 0 and stats.reordered > 0
     assert stats.dropped == 0 and stats.overflowed == 0
+
+
+def test_a_stream_gives_another_sequence_of_decisions_for_the_same_seed() -> None:
+    """netplay passes a link's connection attempt as the stream: a retry does not replay the
+    drops that sank the attempt before it."""
+    from netplay.conditioner import LinkConditioner
+
+    config = ConditionerConfig(loss=0.5, seed=3)
+
+    def drops(stream: str) -> list[bool]:
+        scheduler = LinkConditioner(config, None, stream=stream)._schedulers["outbound"]
+        assert scheduler is not None
+        return [not scheduler.schedule(0.0, 100) for _ in range(64)]
+
+    assert drops("") == drops("")  # reproducible
+    assert drops("attempt 1/") == drops("attempt 1/")
+    assert drops("attempt 1/") != drops("")

@@ -101,7 +101,7 @@ def test_acks_encode_cumulative_id_and_bitfield() -> None:
 
 
 def test_acked_records_are_not_resent_and_lost_ones_are() -> None:
-    out = Outbound(LANES, min_rto=0.05)
+    out = Outbound(LANES, min_rto=0.05, copies=0)
     for i in range(5):
         out.push(1, wire.pack_body(i))
     first = out.take(0.0, 10_000, 1e9)
@@ -115,6 +115,26 @@ def test_acked_records_are_not_resent_and_lost_ones_are() -> None:
     out.on_acks(wire.Acks(out.epoch, 5), 0.25)
     assert out.idle() and out.undelivered == 0
     assert out.on_acks(wire.Acks(out.epoch + 1, 99), 0.3) == 0  # another stream's acks
+
+
+def test_small_records_are_copied_into_later_datagrams_until_acked() -> None:
+    out = Outbound(LANES, copy_gap=0.015)
+    out.push(1, wire.pack_body("hit"))
+    out.push(4, wire.pack_body(b"B" * 5000))  # pieces are too big to copy
+    first = out.take(0.0, 10_000, 1e9)
+    assert len(first) == 7 and out.next_timeout() == pytest.approx(0.015)
+    assert out.take(0.01, 10_000, 1e9) == []  # not yet
+    assert out.take(0.015, 10_000, 1e9) == [first[0]]  # the first copy, a tick later
+    assert out.take(0.03, 10_000, 1e9) == [first[0]]  # the second
+    assert out.take(0.045, 10_000, 1e9) == []  # then only RACK and the RTO resend it
+    assert out.resent == 0
+    out.on_acks(wire.Acks(out.epoch, 1), 0.05)
+    assert out.rtt.srtt == pytest.approx(0.05)  # measured from the first send
+    acked = Outbound(LANES, copy_gap=0.015)
+    acked.push(1, wire.pack_body("hit"))
+    acked.take(0.0, 10_000, 1e9)
+    acked.on_acks(wire.Acks(acked.epoch, 1), 0.01)
+    assert acked.take(0.02, 10_000, 1e9) == [] and acked.next_timeout() is None
 
 
 def test_higher_priority_lanes_go_first_and_a_big_message_waits_its_turn() -> None:
