@@ -242,8 +242,12 @@ class DataPlane:
         room = wire.TARGET_DATAGRAM - used
         if len(head) <= HEADER_ROOM:  # no snapshot: room for at least one whole piece
             room = max(room, r.outbound.piece_size + 32)
-        budget = r.pacer.available(now) if link.buffered() == 0 else 0.0
-        records = r.outbound.take(now, room, budget) if room > 0 else []
+        out = r.outbound
+        if out.idle() or room <= 0:
+            records: list[bytes] = []
+        else:
+            budget = r.pacer.available(now) if link.buffered() == 0 else 0.0
+            records = out.take(now, room, budget)
         data = head + wire.pack_tail(r.outbound.epoch, acks, records)
         size = len(data)
         if size > wire.MAX_DATAGRAM:

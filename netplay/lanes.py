@@ -171,6 +171,8 @@ class Outbound:
         self.undelivered = 0
         """Reliable messages accepted and not yet acknowledged whole by the peer."""
         self._pending: dict[int, int] = {}
+        self._waiting = 0
+        """Messages (reliable and unreliable) queued and not yet sent whole."""
         self.queued_bytes = 0
         """Bytes of reliable messages not yet sent once."""
         self.in_flight_bytes = 0
@@ -186,6 +188,7 @@ class Outbound:
         out.queue.append(_Message(lane, out.next_lseq, memoryview(payload), count))
         out.next_lseq += 1
         self.undelivered += 1
+        self._waiting += 1
         self._pending[lane] = self._pending.get(lane, 0) + 1
         self.queued_bytes += len(payload)
 
@@ -196,11 +199,13 @@ class Outbound:
     def push_unreliable(self, lane: int, payload: bytes) -> None:
         """Queue one unreliable message for the next datagram."""
         self._lanes[lane].unreliable.append(pack_unreliable_record(lane, payload))
+        self._waiting += 1
 
     def has_new(self) -> bool:
         """True when a message waits to be sent for the first time (window permitting)."""
-        return any(lane.queue or lane.unreliable for lane in self._lanes.values()) \
-            and (self.window_open() or any(lane.unreliable for lane in self._lanes.values()))
+        if not self._waiting:
+            return False
+        return self.window_open() or any(lane.unreliable for lane in self._lanes.values())
 
     def window_open(self) -> bool:
         """True while a new record may be sent: record ids and bytes in flight allow it."""
@@ -314,6 +319,7 @@ class Outbound:
             for lane in level:
                 while lane.unreliable and (len(lane.unreliable[0]) <= room or not out):
                     record = lane.unreliable.popleft()  # alone in a datagram if it must be
+                    self._waiting -= 1
                     out.append(record)
                     room -= len(record)
                 for sent in lost_by_lane.pop(lane.spec.index, ()):
@@ -378,6 +384,7 @@ class Outbound:
         last = message.next_index >= max(message.count, 1)
         if last:
             lane.queue.popleft()
+            self._waiting -= 1
         self.queued_bytes -= size
         self._next_rid = rid + 1
         sent = _Sent(rid, lane.spec.index, data, message, last, now, now)
@@ -397,8 +404,7 @@ class Outbound:
 
     def idle(self) -> bool:
         """Nothing queued and nothing unacknowledged."""
-        return not self._in_flight and not any(
-            lane.queue or lane.unreliable for lane in self._lanes.values())
+        return not self._in_flight and not self._waiting
 
     def has_lost(self) -> bool:
         """Records known lost wait for a resend."""
@@ -445,6 +451,7 @@ class Inbound:
         self._reset()
 
     def _reset(self) -> None:
+        self._acks: Acks | None = None
         self.dup_seen = False
         self._partial_bytes = 0
         self.cum = 0
@@ -471,8 +478,12 @@ class Inbound:
         if self.epoch is None:
             return None
         self.dirty = self.dup_seen = False
+        cached = self._acks
+        if cached is not None and cached.cum == self.cum and not self._above:
+            return cached
         if not self._above:
-            return Acks(self.epoch, self.cum)
+            self._acks = Acks(self.epoch, self.cum)
+            return self._acks
         top = min(max(self._above) - self.cum - 1, MAX_ACK_BYTES * 8 - 1)
         bits = bytearray(top // 8 + 1)
         base = self.cum + 1
