@@ -43,6 +43,15 @@ SCTP (:func:`guard_streams`, :func:`tune`)
     - ``RTCSctpTransport._rto`` (RFC 4960's RTO.Initial, 3 s in aiortc, read by ``_t1_start``):
       lowered to :data:`INITIAL_RTO` so a lost INIT or COOKIE costs well under a second.
       Missing: WARNING, aiortc's 3 s.
+    - ``RTCSctpTransport._update_rto`` (called through ``self`` for every RTT sample): the
+      RTO it computes is kept at most :data:`MAX_RTO`; aiortc samples RTT on chunks that
+      waited behind a gap and let the RTO grow past 12 s, which turned a few lost SACKs into
+      a dead link (the likely cause of aiortc#1086 "Problems with ForwardTsnChunk" too).
+      Missing: WARNING, aiortc's RTO.
+    (Keeping SCTP's congestion window at netplay's own was tried: it makes a 1 MiB transfer at
+    5% loss take 3 s instead of 25 s, but aiortc's partial reliability then keeps the window
+    full of chunks that wait for FORWARD TSNs, and a 500 events/s stream stalled for seconds.
+    SCTP's window stays as aiortc runs it.)
 
 Closing (:func:`finish_close`): tasks aiortc/aioice leave running after ``pc.close()``
     - ``RTCPeerConnection.__connect`` (name-mangled ``_RTCPeerConnection__connect``), started
@@ -91,6 +100,7 @@ _DATA_RECEIVED = "data_received"  # aioice Connection
 _SCTP_RECEIVE = "_data_channel_receive"  # RTCSctpTransport
 _SCTP_CHANNELS = "_data_channels"  # RTCSctpTransport
 _SCTP_RTO = "_rto"  # RTCSctpTransport
+_SCTP_UPDATE_RTO = "_update_rto"  # RTCSctpTransport
 _PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
 _ICE_MONITOR = "_monitor"  # RTCIceTransport
 _CONSENT_TASK = "_query_consent_task"  # aioice Connection
@@ -261,7 +271,13 @@ def tap_datagrams(pc: RTCPeerConnection, tap: Tap) -> None:
 
 INITIAL_RTO = 0.5
 """Seconds: SCTP's first retransmission timeout during association set-up (aiortc: 3 s)."""
-
+MAX_RTO = 1.0
+"""Seconds: the longest SCTP retransmission timeout (RFC 4960's RTO.Min). Only the T3 timer
+uses it (netplay sends nothing SCTP retransmits; on expiry SCTP abandons what is in flight,
+which still arrives if it was not lost). aiortc
+measures RTT on a chunk that was gap-acked long before the cumulative ack reached it, which
+let its RTO grow past 12 s under loss; with the last SACKs lost and the window full, nothing
+then moved until that timer fired, and the link was declared dead first."""
 WEBRTC_DCEP = 50
 """SCTP payload protocol id of the data channel establishment protocol (RFC 8832)."""
 DATA_CHANNEL_OPEN = 3
@@ -313,21 +329,41 @@ def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
 
 
 def tune(sctp: Any) -> bool:
-    """Lower the initial RTO of ``sctp`` to :data:`INITIAL_RTO` (aiortc: RFC 4960's 3 s), so a
-    lost INIT or COOKIE under heavy loss costs well under a second of set-up. False (one
-    WARNING per process) when aiortc lacks the field.
-
-    (Holding SCTP's congestion window at netplay's own window was tried: SCTP halves it for
-    every random loss, but with the window held up aiortc's association stalled for seconds
-    under 10% loss, so the window stays as aiortc runs it.)
+    """Tune one SCTP transport for netplay: lower its initial RTO to :data:`INITIAL_RTO`
+    (aiortc: RFC 4960's 3 s), so a lost INIT or COOKIE under heavy loss costs well under a
+    second of set-up, and keep every later RTO at most :data:`MAX_RTO` (see the module
+    docstring). False (one WARNING per process and missing name) when aiortc lacks what a
+    part needs; that part is then left as aiortc runs it.
     """
+    ok = True
     rto = getattr(sctp, _SCTP_RTO, None)
-    if not isinstance(rto, int | float):
+    if isinstance(rto, int | float):
+        setattr(sctp, _SCTP_RTO, min(rto, INITIAL_RTO))
+    else:
         _fallback("RTCSctpTransport._rto",
                   "SCTP's initial retransmission timeout stays aiortc's 3 s (slower set-up "
                   "under loss)")
+        ok = False
+    return _bound_rto(sctp) and ok
+
+
+def _bound_rto(sctp: Any) -> bool:
+    """Keep ``sctp``'s RTO at most :data:`MAX_RTO` whenever aiortc updates it."""
+    update_rto = getattr(sctp, _SCTP_UPDATE_RTO, None)
+    if getattr(update_rto, "_netplay", False):
+        return True
+    if update_rto is None or inspect.iscoroutinefunction(update_rto):
+        _fallback("RTCSctpTransport._update_rto",
+                  "SCTP's retransmission timeout can grow to many seconds under loss (stalls)")
         return False
-    setattr(sctp, _SCTP_RTO, min(rto, INITIAL_RTO))
+
+    def bounded_update_rto(rtt: float) -> None:
+        update_rto(rtt)
+        if getattr(sctp, _SCTP_RTO) > MAX_RTO:
+            setattr(sctp, _SCTP_RTO, MAX_RTO)
+
+    bounded_update_rto._netplay = True  # type: ignore[attr-defined]
+    setattr(sctp, _SCTP_UPDATE_RTO, bounded_update_rto)
     return True
 
 

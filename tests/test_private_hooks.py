@@ -145,6 +145,22 @@ async def test_canary_sctp_rto(pc: RTCPeerConnection) -> None:
     assert pc.sctp._rto == _aiortc.INITIAL_RTO
 
 
+async def test_canary_sctp_update_rto(pc: RTCPeerConnection) -> None:
+    assert callable(getattr(pc.sctp, _aiortc._SCTP_UPDATE_RTO))
+    source = inspect.getsource(RTCSctpTransport._receive_sack_chunk)
+    assert f"self.{_aiortc._SCTP_UPDATE_RTO}(" in source  # through self: the instance wins
+
+
+async def test_tune_keeps_the_rto_at_most_max_rto(pc: RTCPeerConnection) -> None:
+    sctp = pc.sctp
+    assert _aiortc.tune(sctp)
+    assert _aiortc.tune(sctp)  # idempotent: wrapped once
+    sctp._update_rto(12.0)  # a chunk that waited behind a gap for 12 s
+    assert sctp._rto == _aiortc.MAX_RTO
+    sctp._update_rto(0.01)
+    assert sctp._rto <= _aiortc.MAX_RTO
+
+
 async def test_guard_installs_on_a_real_transport(pc: RTCPeerConnection) -> None:
     bad: list[tuple[int, str]] = []
     assert _aiortc.guard_streams(pc.sctp, lambda stream, why: bad.append((stream, why)))
@@ -236,13 +252,15 @@ def test_guard_falls_back_with_one_warning(
     assert vars(stand_in) == before  # nothing installed
 
 
-def test_tune_falls_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_tune_falls_back_with_one_warning_per_missing_part(
+        caplog: pytest.LogCaptureFixture) -> None:
     stand_in = SimpleNamespace()
     with caplog.at_level(logging.WARNING, logger="netplay"):
         assert not _aiortc.tune(stand_in)
         assert not _aiortc.tune(stand_in)
-    [warning] = fallbacks(caplog)
-    assert "_rto" in warning and "3 s" in warning
+    rto, update = fallbacks(caplog)
+    assert "_rto" in rto and "3 s" in rto
+    assert "_update_rto" in update and "many seconds" in update
     assert vars(stand_in) == {}
 
 
