@@ -39,6 +39,7 @@ from netplay.errors import ProtocolError
 from netplay.seq import SEQ_HALF, SEQ_MOD, is_seq, seq_diff, seq_gt
 
 __all__ = [
+    "STALE",
     "DeltaDecoder",
     "DeltaEncoder",
     "copy_state",
@@ -339,6 +340,10 @@ class DeltaEncoder:
         return f"<DeltaEncoder acked={self._acked} held={len(self._sent)}>"
 
 
+STALE: Any = object()
+"""Returned by :meth:`DeltaDecoder.decode` for a late snapshot whose baseline was forgotten."""
+
+
 class DeltaDecoder:
     """Decodes one sender's snapshots, keeping recent decoded states as baselines.
 
@@ -368,7 +373,9 @@ class DeltaDecoder:
         read-only (mutating it would corrupt later deltas). Raises
         :class:`~netplay.errors.ProtocolError` when a sequence number is malformed, the
         baseline is unknown (never decoded or too old) or not older than ``seq``, or the delta
-        does not apply.
+        does not apply. A snapshot older than the newest decoded one whose baseline is too old
+        to be kept is stale, not malformed: :data:`STALE` is returned (reordering beyond
+        ``history``).
         """
         if type(seq) is not int or not 0 <= seq < SEQ_MOD:
             _check_seq(seq, "snapshot seq")
@@ -379,6 +386,9 @@ class DeltaDecoder:
             if not seq_gt(seq, baseline):
                 raise ProtocolError(f"delta baseline {baseline} is not older than seq {seq}")
             if baseline not in self._states:
+                newest = self._newest
+                if newest is not None and not seq_gt(seq, newest):
+                    return STALE  # a late packet whose baseline we already forgot
                 raise ProtocolError(f"unknown delta baseline {baseline} for seq {seq}")
             state = patch(self._states[baseline], body)
         limit = self.history

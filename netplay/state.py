@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any
 
 from .clock import ClockSync
-from .delta import DeltaDecoder, DeltaEncoder, packed_size
+from .delta import STALE, DeltaDecoder, DeltaEncoder, packed_size
 from .interpolation import InterpolationBuffer
 from .seq import next_seq, seq_gt
 from .snapshots import SnapshotBuffer, Verdict
@@ -204,6 +204,9 @@ class PeerState:
             return _NOTHING
         self.stats.on_snapshot(now)
         state = self.decoder.decode(snap.seq, snap.baseline, snap.body)
+        if state is STALE:  # reordered beyond the decoder's history: stale, count it so
+            self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, None, now)
+            return _NOTHING
         verdict = self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, state, now)
         if verdict is not Verdict.ACCEPTED:
             logger.debug("snapshot %d: %s", snap.seq, verdict.value)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netplay.delta import (
+    STALE,
     DeltaDecoder,
     DeltaEncoder,
     copy_state,
@@ -21,6 +22,7 @@ from netplay.delta import (
     patch,
 )
 from netplay.errors import ProtocolError
+from netplay.seq import seq_gt
 
 
 def pack(value: Any) -> bytes:
@@ -354,6 +356,10 @@ def test_encoder_decoder_round_trip_with_loss(
         while in_flight and rnd.random() < 0.6:
             got_seq, got_base, wire, want = in_flight.pop()
             decoded = dec.decode(got_seq, got_base, unpack(wire))
+            if decoded is STALE:  # reordered beyond the history: older than the newest
+                assert dec.last_decoded_seq is not None
+                assert seq_gt(dec.last_decoded_seq, got_seq)
+                continue
             assert same(decoded, want)
             if rnd.random() < 0.7:  # acks get lost too
                 enc.ack(dec.last_decoded_seq)  # type: ignore[arg-type]
@@ -365,3 +371,18 @@ def test_bad_config(bad: int) -> None:
         DeltaEncoder(max_baseline_age=bad)
     with pytest.raises(ValueError):
         DeltaDecoder(history=bad)
+
+
+def test_a_late_snapshot_whose_baseline_was_forgotten_is_stale_not_an_error() -> None:
+    """Found by Hypothesis: a packet reordered beyond the decoder's history."""
+    enc, dec = DeltaEncoder(max_baseline_age=8), DeltaDecoder(history=4)
+    assert dec.decode(0, None, {"x": 0}) == {"x": 0}
+    enc.encode(0, {"x": 0})
+    enc.ack(0)
+    late = enc.encode(1, {"x": 1})  # a delta against 0
+    assert late[0] == 0
+    for seq in range(2, 10):  # newer full snapshots push 0 out of the history
+        dec.decode(seq, None, {"x": seq})
+    assert dec.decode(1, *late) is STALE
+    with pytest.raises(ProtocolError, match="unknown delta baseline"):
+        dec.decode(11, 0, {"x": 11})  # a newer one with a forgotten baseline is still bad
