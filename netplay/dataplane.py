@@ -227,8 +227,12 @@ class DataPlane:
             # what was lost), however busy the lanes keep the link.
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
+            if r.inbound.dirty or r.outbound.has_new() or r.outbound.has_lost():
+                self._kick(r)  # what waited for this datagram goes on its own
             return
         self._send_datagram(r, now, snapshot=True)
+        if r.outbound.has_new() or r.outbound.has_lost():
+            self._kick(r)  # more than fitted
 
     def _send_datagram(self, r: Remote, now: float, *, snapshot: bool) -> int:
         """Build and send one datagram to ``r``: the pending snapshot (with ``snapshot``),
@@ -269,6 +273,13 @@ class DataPlane:
         r.pacer.spend(size)
         r.state.stats.on_send(now, size)
         return size
+
+    def _snapshot_due(self, r: Remote) -> bool:
+        """A datagram with a snapshot goes to ``r`` within a tick (it will carry acks and
+        records, so they need no datagram of their own)."""
+        handle = r.flush_handle
+        return isinstance(handle, asyncio.TimerHandle) and handle.when() - \
+            asyncio.get_running_loop().time() <= 1.0 / self.config.send_rate_hz
 
     def _kick(self, r: Remote) -> None:
         """Something waits to go to ``r`` (a message, an ack, room in aiortc's buffer): pump
@@ -403,7 +414,7 @@ class DataPlane:
         targets = self._targets(to, reconnecting=True)
         for r in targets:
             r.outbound.push(index, payload)
-            if r.connected:
+            if r.connected and not self._snapshot_due(r):  # else it rides with the snapshot
                 self._kick(r)
         return bool(targets)
 
@@ -485,7 +496,8 @@ class DataPlane:
                     channel._deliver(r.id, body)
                     self._emit(MessageReceived(r.id, channel.name, body))
         if inbound.dirty:
-            self._pump_later(r, now + ACK_DELAY)
+            if not self._snapshot_due(r):  # else the snapshot's datagram carries the ack
+                self._pump_later(r, now + ACK_DELAY)
         elif (datagram.snapshot is not None or inbound.dup_seen) and not r.feedback_due:
             r.feedback_due = True
             self._pump_later(r, max(now + ACK_DELAY, r.state.last_sent + FEEDBACK_INTERVAL))

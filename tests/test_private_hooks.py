@@ -151,6 +151,26 @@ async def test_canary_sctp_update_rto(pc: RTCPeerConnection) -> None:
     assert f"self.{_aiortc._SCTP_UPDATE_RTO}(" in source  # through self: the instance wins
 
 
+async def test_canary_sctp_congestion_window(pc: RTCPeerConnection) -> None:
+    source = inspect.getsource(RTCSctpTransport)
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SACK))
+    assert f"await self.{_aiortc._SCTP_SACK}(" in source  # through self: the instance wins
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_CWND), int)
+
+
+async def test_tune_keeps_the_window_at_the_floor_after_a_sack(pc: RTCPeerConnection) -> None:
+    from aiortc.rtcsctptransport import SackChunk
+
+    sctp = pc.sctp
+    assert _aiortc.tune(sctp)
+    assert _aiortc.tune(sctp)  # idempotent: wrapped once
+    sctp._cwnd, sctp._ssthresh = 1200, 4800  # as after a loss, once associated
+    sack = SackChunk()
+    sack.cumulative_tsn = sctp._last_sacked_tsn
+    await sctp._receive_sack_chunk(sack)
+    assert sctp._cwnd == _aiortc.CWND_FLOOR
+
+
 async def test_tune_keeps_the_rto_at_most_max_rto(pc: RTCPeerConnection) -> None:
     sctp = pc.sctp
     assert _aiortc.tune(sctp)
@@ -258,9 +278,10 @@ def test_tune_falls_back_with_one_warning_per_missing_part(
     with caplog.at_level(logging.WARNING, logger="netplay"):
         assert not _aiortc.tune(stand_in)
         assert not _aiortc.tune(stand_in)
-    rto, update = fallbacks(caplog)
+    rto, update, window = fallbacks(caplog)
     assert "_rto" in rto and "3 s" in rto
     assert "_update_rto" in update and "many seconds" in update
+    assert "_receive_sack_chunk" in window and "congestion window" in window
     assert vars(stand_in) == {}
 
 
