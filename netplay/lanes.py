@@ -52,11 +52,13 @@ WINDOW = MAX_ACK_BYTES * 8
 """Record ids a receiver accepts past its cumulative ack (and a sender may have outstanding)."""
 MAX_RTO = 1.0
 """Longest wait before a record is resent (after backoff)."""
-MAX_IN_FLIGHT = 64 * 1024
-"""Bytes of records a sender may have unacknowledged. A receiver's UDP socket buffer (Linux's
-default ``rmem_default`` of 208 KiB counts about 2 KiB of it per 1,200-byte packet) must hold
-what arrives while its process is busy: 64 KiB in flight stays well inside it, and still moves
-640 KB/s at a 100 ms round trip."""
+MAX_IN_FLIGHT = 12 * 1024
+"""Bytes of records a sender may have unacknowledged. Below SCTP's congestion-window floor
+(16 KiB, :data:`netplay._aiortc.CWND_FLOOR`), so lane data never fills SCTP's shared FIFO
+window and a snapshot finds room at once: with a 1 MiB transfer in flight at 50 ms one way
+and 5% loss, snapshot staleness p99 fell from 200 ms (64 KiB) to 130 ms, and the transfer
+took 9.9 s instead of 8.1 s (raw aiortc: 16.8 s). It also keeps what arrives at a busy
+receiver's UDP socket buffer far below Linux's default 208 KiB."""
 SMALL_RECORD = 300
 """Whole messages whose record is up to this many bytes (a typical game event) are repeated
 proactively (pieces of big messages are not)."""
