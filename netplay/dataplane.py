@@ -238,28 +238,26 @@ class DataPlane:
         """Build and send one datagram to ``r``: the pending snapshot (with ``snapshot``),
         acks, and the lanes' due records as far as the datagram's room and the pacer allow.
         Returns its size (0 when it could not be sent)."""
-        link = r.link
+        link, out = r.link, r.outbound
         assert link is not None
         head = r.state.head(now, snapshot=snapshot)
         acks = r.inbound.acks()
         used = len(head) + HEADER_ROOM + (len(acks.bits) if acks is not None else 0)
         room = wire.TARGET_DATAGRAM - used
         if len(head) <= HEADER_ROOM:  # no snapshot: room for at least one whole piece
-            room = max(room, r.outbound.piece_size + 32)
-        out = r.outbound
+            room = max(room, out.piece_size + 32)
         if out.idle() or room <= 0:
             records: list[bytes] = []
         else:
             budget = r.pacer.available(now) if link.buffered() == 0 else 0.0
             records = out.take(now, room, budget)
-        data = head + wire.pack_tail(r.outbound.epoch, acks, records)
+        data = head + wire.pack_tail(out.epoch, acks, records)
         size = len(data)
         if size > wire.MAX_DATAGRAM:
             self._warn.warn(("big", r.id), "datagram for %s is %d bytes, over the %d-byte limit "
                             "of an unreliable message: state dropped", r.id, size,
                             wire.MAX_DATAGRAM)
-            data = r.state.head(now, snapshot=False) + wire.pack_tail(
-                r.outbound.epoch, acks, records)
+            data = r.state.head(now, snapshot=False) + wire.pack_tail(out.epoch, acks, records)
             size = len(data)
         elif size > self.config.state_size_warning and not r.state.size_warned \
                 and len(head) > wire.TARGET_DATAGRAM // 2:

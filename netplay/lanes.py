@@ -125,8 +125,6 @@ class _Sent:
     lane: int
     data: bytes
     message: _Message
-    last: bool
-    """The message's last record: acking it with no others outstanding completes it."""
     first_sent: float
     last_sent: float
     sends: int = 1
@@ -254,18 +252,13 @@ class Outbound:
         srtt = self.rtt.srtt if self.rtt.srtt is not None else rto
         reorder = max(self.rtt.min_rtt / 4 if self.rtt.min_rtt < 1e9 else 0.0, 0.002)
         rack_wait = max(self.rtt.latest, srtt * 0.5) + reorder
-        order = self._order
-        while order:
-            sent, stamp = order[0]
-            if sent.rid not in self._in_flight or stamp != sent.last_sent or sent.lost:
-                order.popleft()
-                continue
+        while (front := self._front()) is not None:
+            sent, stamp = front
             age = now - stamp
             rack_lost = stamp < self._rack_sent and age >= rack_wait
-            backoff = min(rto * (1 << min(sent.sends - 1, 6)), max(rto, MAX_RTO))
-            if not (rack_lost or age >= backoff):
+            if not (rack_lost or age >= _backoff(rto, sent.sends)):
                 break
-            order.popleft()
+            self._order.popleft()
             sent.lost = True
             self._lost.append(sent)
 
@@ -277,24 +270,36 @@ class Outbound:
             return resend if copy is None else copy
         return min(copy, resend)
 
-    def _next_copy(self) -> float | None:
-        queue = self._copy_queue
-        while queue:
-            sent = queue[0]
-            if sent.rid in self._in_flight and not sent.lost and sent.copies < self.copies:
-                return sent.next_copy
-            queue.popleft()
-        return None
-
-    def _next_resend(self) -> float | None:
+    def _front(self) -> tuple[_Sent, float] | None:
+        """The earliest-sent live entry of the send order (stale ones are dropped)."""
         order = self._order
         while order:
             sent, stamp = order[0]
             if sent.rid in self._in_flight and stamp == sent.last_sent and not sent.lost:
-                rto = self.rtt.rto(self.min_rto)
-                return stamp + min(rto * (1 << min(sent.sends - 1, 6)), max(rto, MAX_RTO))
+                return sent, stamp
             order.popleft()
         return None
+
+    def _copy_front(self) -> _Sent | None:
+        """The next record due for a proactive copy (finished ones are dropped)."""
+        queue = self._copy_queue
+        while queue:
+            sent = queue[0]
+            if sent.rid in self._in_flight and not sent.lost and sent.copies < self.copies:
+                return sent
+            queue.popleft()
+        return None
+
+    def _next_copy(self) -> float | None:
+        sent = self._copy_front()
+        return None if sent is None else sent.next_copy
+
+    def _next_resend(self) -> float | None:
+        front = self._front()
+        if front is None:
+            return None
+        sent, stamp = front
+        return stamp + _backoff(self.rtt.rto(self.min_rto), sent.sends)
 
     def resend_all(self) -> None:
         """A new link: whatever is in flight may have died with the old one; resend it."""
@@ -348,21 +353,17 @@ class Outbound:
         for rest in lost_by_lane.values():
             self._lost.extend(rest)
         queue = self._copy_queue
-        while queue and budget > 0:
-            sent = queue[0]
-            if sent.rid not in self._in_flight or sent.lost or sent.copies >= self.copies:
-                queue.popleft()
-                continue
-            if sent.next_copy > now or len(sent.data) > room:
+        while budget > 0 and (copy := self._copy_front()) is not None:
+            if copy.next_copy > now or len(copy.data) > room:
                 break
             queue.popleft()
-            out.append(sent.data)
-            room -= len(sent.data)
-            budget -= len(sent.data)
-            sent.copies += 1
-            sent.next_copy = now + self.copy_gap
-            if sent.copies < self.copies:
-                queue.append(sent)
+            out.append(copy.data)
+            room -= len(copy.data)
+            budget -= len(copy.data)
+            copy.copies += 1
+            copy.next_copy = now + self.copy_gap
+            if copy.copies < self.copies:
+                queue.append(copy)
         return out
 
     def _next_piece(self, lane: _LaneOut, now: float, room: int) -> bytes | None:
@@ -389,7 +390,7 @@ class Outbound:
             self._waiting -= 1
         self.queued_bytes -= size
         self._next_rid = rid + 1
-        sent = _Sent(rid, lane.spec.index, data, message, last, now, now)
+        sent = _Sent(rid, lane.spec.index, data, message, now, now)
         if self.copies and message.count == 0 and len(data) <= SMALL_RECORD:
             sent.next_copy = now + self.copy_gap
             self._copy_queue.append(sent)
@@ -416,6 +417,12 @@ class Outbound:
         """A resend or a copy is due by ``now``."""
         due = self.next_timeout()
         return due is not None and due <= now
+
+
+def _backoff(rto: float, sends: int) -> float:
+    """How long a record sent ``sends`` times waits for its ack before it counts as lost:
+    ``rto`` doubled per resend, capped at :data:`MAX_RTO` (or ``rto`` if that is longer)."""
+    return min(rto * (1 << min(sends - 1, 6)), max(rto, MAX_RTO))
 
 
 @dataclass(slots=True)
