@@ -6,7 +6,8 @@ It joins (or hosts, with ``--host GAME``) a lobby, sends its state at 30 Hz, gre
 that connects with a reliable event, and reports on stdout, one JSON object per line:
 ``ready`` (peer_id, code), ``joined``/``left`` (peer, reason), ``message`` (peer, body),
 ``state`` (peer: first state seen from that peer), ``connected`` (peers: when ``--peers`` are
-connected). It exits cleanly when stdin closes or reads ``quit``.
+connected), ``host_changed`` (host, is_me). Every other line on stdin is broadcast as a
+reliable event; it exits cleanly when stdin closes or reads ``quit``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     stdin_closed = asyncio.Event()
 
-    def watch_stdin() -> None:
+    def watch_stdin() -> None:  # a line is an event to broadcast; "quit" or EOF ends
         for line in sys.stdin:
             if line.strip() == "quit":
                 break
+            loop.call_soon_threadsafe(mesh.send_event, line.strip())
         loop.call_soon_threadsafe(stdin_closed.set)
 
     async with netplay.Mesh(config) as mesh:
@@ -59,6 +61,8 @@ async def main() -> None:
                 if isinstance(ev, netplay.PeerJoined):
                     say(event="joined", peer=ev.peer_id)
                     mesh.send_event({"hello": args.name}, to=ev.peer_id)
+                elif isinstance(ev, netplay.HostChanged):
+                    say(event="host_changed", host=ev.host, is_me=ev.is_me)
                 elif isinstance(ev, netplay.PeerLeft):
                     say(event="left", peer=ev.peer_id, reason=ev.reason)
                 elif isinstance(ev, netplay.MessageReceived):
