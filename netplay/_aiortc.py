@@ -132,7 +132,9 @@ def _missing(what: str) -> RuntimeError:
 
 # -- ICE host addresses -------------------------------------------------------------------
 
-_allowed: ContextVar[tuple[str, ...] | None] = ContextVar("netplay_ice_hosts", default=None)
+_allowed: ContextVar[tuple[tuple[str, ...], bool] | None] = ContextVar("netplay_ice_hosts",
+                                                                     default=None)
+"""The addresses to gather on, and whether aioice's own choice is added to them."""
 _original_get_host_addresses: Callable[..., list[str]] | None = None
 
 
@@ -164,12 +166,15 @@ def resolve_host_addresses(entries: Sequence[str]) -> tuple[str, ...]:
 
 
 def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    allowed = _allowed.get()
-    if allowed is None:
-        assert _original_get_host_addresses is not None
+    setting = _allowed.get()
+    assert _original_get_host_addresses is not None
+    if setting is None:
         return _original_get_host_addresses(use_ipv4, use_ipv6)
-    out = []
+    allowed, with_defaults = setting
+    out = list(_original_get_host_addresses(use_ipv4, use_ipv6)) if with_defaults else []
     for address in allowed:
+        if address in out:
+            continue
         version = ipaddress.ip_address(address).version
         if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
             out.append(address)
@@ -197,19 +202,31 @@ def validate_host_addresses(entries: Sequence[str]) -> tuple[str, ...]:
 
 
 @contextmanager
-def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
+def host_addresses(addresses: Sequence[str] | None, *, add_to_defaults: bool = False
+                   ) -> Iterator[None]:
     """Within this block, ICE gathers host candidates only on ``addresses``.
 
     Wrap ``setLocalDescription`` (gathering happens inside it, in tasks that copy the caller's
     context). ``None`` keeps aioice's default (every non-loopback interface). Entries may be IP
-    addresses or interface names. ``RuntimeError`` when aioice lacks the private function.
+    addresses or interface names. With ``add_to_defaults`` the addresses come on top of
+    aioice's default instead of replacing it. ``RuntimeError`` when aioice lacks the private
+    function.
     """
     if addresses is None:
         yield
         return
     resolved = resolve_host_addresses(addresses)
-    _install_host_hook()
-    token = _allowed.set(resolved)
+    try:
+        _install_host_hook()
+    except RuntimeError:
+        if not add_to_defaults:
+            raise
+        # only the automatic loopback addition was wanted: aioice's own choice will do
+        _fallback("aioice.ice.get_host_addresses", "no loopback host candidates for a "
+                  "lobby on loopback (set MeshConfig.ice_host_addresses to choose them)")
+        yield
+        return
+    token = _allowed.set((resolved, add_to_defaults))
     try:
         yield
     finally:

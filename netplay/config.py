@@ -139,9 +139,11 @@ class MeshConfig:
     ice_transport_policy: Literal["all", "relay"] = "all"
     """``"relay"`` forces traffic through TURN."""
     ice_host_addresses: tuple[str, ...] | None = None
-    """Gather host candidates only on these IP addresses or interface names
-    (``("127.0.0.1",)`` for tests on one machine, a LAN interface for LAN play).
-    ``None``: every non-loopback interface."""
+    """Gather host candidates only on these IP addresses or interface names (``("127.0.0.1",)``:
+    this machine only; ``("eth0",)``: one LAN interface). ``None`` (the default): every
+    non-loopback interface, plus ``127.0.0.1`` when ``lobby_url`` is on loopback
+    (``127.0.0.1``, ``::1``, ``localhost``), so players on one machine connect with no
+    setting while a host whose lobby runs on its own machine stays reachable from the LAN."""
     auth_token: str | None = None
     """Token from the game's backend, for lobbies that require one."""
     conditioner: ConditionerConfig | None = None
@@ -228,6 +230,18 @@ class MeshConfig:
         if not 0 <= self.reconnect_attempts <= 100:
             raise ValueError("MeshConfig.reconnect_attempts must be 0-100")
 
+    def host_candidate_plan(self) -> tuple[tuple[str, ...] | None, bool]:
+        """Where ICE gathers host candidates: ``(addresses, added_to_defaults)``.
+
+        ``(None, False)`` is aioice's own choice (every non-loopback interface); see
+        :attr:`ice_host_addresses` for the rules.
+        """
+        if self.ice_host_addresses is not None:
+            return self.ice_host_addresses, False
+        if lobby_is_loopback(self.lobby_url):
+            return ("127.0.0.1",), True
+        return None, False
+
     def unpack_limits(self) -> UnpackLimits:
         """The msgpack limits for messages received from peers."""
         from ._unpack import UnpackLimits
@@ -242,3 +256,23 @@ class MeshConfig:
                 return index
         raise KeyError(name)
 
+
+
+def lobby_is_loopback(url: str) -> bool:
+    """True when the lobby URL's host is this machine's loopback (``127.x``, ``::1``,
+    ``localhost``)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False

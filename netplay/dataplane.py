@@ -34,7 +34,7 @@ from .channels import Channel
 from .config import MeshConfig
 from .congestion import Pacer
 from .delta import copy_state
-from .errors import ProtocolError
+from .errors import MessageTooLarge, ProtocolError
 from .events import Event, MessageReceived
 from .lanes import Inbound, Outbound, lane_specs
 from .state import NOTHING
@@ -146,8 +146,8 @@ class DataPlane:
                 return True
             return reconnecting and r.was_connected and not r.done
 
-        if to is None:
-            return [r for r in self._remotes.values() if ok(r)]
+        if to is None:  # list(): SyncMesh calls this from the game's thread too
+            return [r for r in list(self._remotes.values()) if ok(r)]
         if not isinstance(to, str):
             raise TypeError(f"to must be a peer id (str) or None, got {type(to).__name__}")
         r = self._remotes.get(to)
@@ -167,9 +167,12 @@ class DataPlane:
         any state still waiting (newest wins). ``tick`` defaults to a counter.
         The value is encoded (and, with delta compression, copied) once, here, for every
         receiver: mutating it afterwards does not change what is sent. Returns False when no
-        connected peer was addressed.
+        connected peer was addressed. Raises ``MessageTooLarge`` for a state over one datagram
+        (64 KiB less headers; keep states under ``state_size_warning``) and ``TypeError`` for a
+        value msgpack can't encode.
         """
         packed = wire.pack_body(state)  # fails here, in the game's call, if it can't be sent
+        self._check_size(packed, reliable=False)
         if self.config.delta_compression:
             state = copy_state(state)  # the baseline every receiver's delta encoder keeps
         return self._queue_state(state, to, tick, packed)
@@ -398,17 +401,33 @@ class DataPlane:
 
         Never blocks. Big events are cut into pieces; they wait, paced, behind nothing on
         higher-priority channels. A peer whose link is being rebuilt gets it on the new link.
-        False when nobody was addressed.
+        False when nobody was addressed. Raises ``MessageTooLarge`` over
+        ``MeshConfig.max_message_size`` and ``TypeError`` for a value msgpack can't encode.
         """
         return self._send_reliable(1, event, to)
 
     def _send_reliable(self, index: int, body: Any, to: PeerId | None) -> bool:
         return self._send_reliable_payload(index, wire.pack_body(body), to)
 
+    def _check_size(self, payload: bytes, *, reliable: bool) -> None:
+        """``MessageTooLarge`` when ``payload`` can't be sent on such a channel."""
+        if reliable:
+            limit = self.config.max_message_size
+            if len(payload) > limit:
+                raise MessageTooLarge(
+                    f"message of {len(payload)} bytes is over MeshConfig.max_message_size "
+                    f"({limit} bytes, which receivers enforce too): split it, or raise "
+                    "max_message_size on every player", len(payload), limit)
+        else:
+            limit = wire.MAX_DATAGRAM - 2 * HEADER_ROOM
+            if len(payload) > limit:
+                raise MessageTooLarge(
+                    f"unreliable message of {len(payload)} bytes is over the {limit}-byte "
+                    "datagram limit: send it on a reliable channel, which cuts big messages "
+                    "into pieces", len(payload), limit)
+
     def _send_reliable_payload(self, index: int, payload: bytes, to: PeerId | None) -> bool:
-        if len(payload) > self.config.max_message_size:
-            raise ValueError(f"message of {len(payload)} bytes is over max_message_size "
-                             f"({self.config.max_message_size})")
+        self._check_size(payload, reliable=True)
         targets = self._targets(to, reconnecting=True)
         for r in targets:
             r.outbound.push(index, payload)
@@ -418,9 +437,7 @@ class DataPlane:
 
     def _send_unreliable(self, index: int, body: Any, to: PeerId | None) -> bool:
         payload = wire.pack_body(body)
-        if len(payload) > wire.MAX_DATAGRAM - 2 * HEADER_ROOM:
-            raise ValueError(f"unreliable message of {len(payload)} bytes is over the "
-                             f"{wire.MAX_DATAGRAM - 2 * HEADER_ROOM}-byte limit")
+        self._check_size(payload, reliable=False)
         targets = self._targets(to)
         for r in targets:
             r.outbound.push_unreliable(index, payload)

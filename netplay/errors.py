@@ -9,7 +9,8 @@ NetplayError
 ├── ProtocolError            malformed lobby message or data-channel packet
 └── ChannelError
     ├── UnknownChannel       no channel with that name was configured
-    └── ChannelClosed        send after the session was closed
+    ├── ChannelClosed        send after the session was closed
+    └── MessageTooLarge      a message over the size limit (also a ValueError)
 ```
 
 A peer that fails or leaves is an event (``PeerLeft`` with a reason), never an exception.
@@ -25,6 +26,7 @@ __all__ = [
     "LobbyDisconnected",
     "LobbyRejected",
     "LobbyUnavailable",
+    "MessageTooLarge",
     "NetplayError",
     "ProtocolError",
     "SignalingError",
@@ -79,3 +81,16 @@ class UnknownChannel(ChannelError, KeyError):
 
 class ChannelClosed(ChannelError):
     """A send was attempted after the session or channel was closed."""
+
+
+class MessageTooLarge(ChannelError, ValueError):
+    """A message is bigger than a send accepts: ``MeshConfig.max_message_size`` for reliable
+    channels (which peers enforce too), one datagram for unreliable ones. Nothing was sent.
+
+    ``size`` and ``limit`` are in bytes (the msgpack encoding).
+    """
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit

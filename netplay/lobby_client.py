@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import protocol as p
 from .errors import LobbyDisconnected, LobbyRejected, LobbyUnavailable, ProtocolError
@@ -94,7 +94,9 @@ class LobbyClient:
                 ws = await connect(self.url, open_timeout=None, ping_interval=5,
                                    ping_timeout=10, close_timeout=2, max_size=MAX_FRAME)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise LobbyUnavailable(f"cannot reach the lobby at {self.url}: {exc}") from exc
+            raise LobbyUnavailable(
+                f"cannot reach the lobby at {self.url}: {_why_unreachable(exc, self.connect_timeout)}"
+            ) from exc
         try:
             async with asyncio.timeout(self.connect_timeout):
                 hello = p.Hello(v=p.PROTOCOL_VERSION, name=self.name, token=self.token,
@@ -248,3 +250,23 @@ class LobbyClient:
                 await task
         self._ws = None
         self._fail_pending(LobbyDisconnected("the lobby client was closed"))
+
+
+def _why_unreachable(exc: BaseException, timeout: float) -> str:
+    """What went wrong opening the lobby socket, and what to check (one line)."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (403, 404):
+            return (f"the server refused the WebSocket with HTTP {status}: is the path right? "
+                    "netplay-lobby serves players at /ws, e.g. ws://HOST:PORT/ws")
+        return f"the server refused the WebSocket with HTTP {status}"
+    if isinstance(exc, InvalidURI):
+        return f"not a valid ws:// or wss:// URL ({exc})"
+    if isinstance(exc, TimeoutError):
+        return (f"no answer within {timeout:g} s (MeshConfig.connect_timeout): is the host "
+                "right, and is a firewall dropping the port?")
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is netplay-lobby running on that host and port?"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -26,6 +26,7 @@ from aiortc import RTCIceServer
 
 from . import _aiortc
 from . import protocol as p
+from ._ratelimit import WarnLimiter
 from .channels import Channel
 from .config import MeshConfig
 from .dataplane import DataPlane
@@ -67,6 +68,8 @@ class Mesh(EventStream, DataPlane):
         self._identity: p.PeerId | None = None
         self._aliases: dict[p.PeerId, p.PeerId] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._lobby_warnings = WarnLimiter(logger)
+        self._leaving = False  # True while leave() runs: closing links are not re-offered
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -227,9 +230,15 @@ class Mesh(EventStream, DataPlane):
         lobby = self._check_open()
         if self._info is None:
             return
-        await self._say_bye(list(self._remotes.values()), "left")
-        await lobby.request(p.Leave())
-        await self._left_lobby("left")
+        # From now on links that close are not re-offered, so no signal races our Leave
+        # (the lobby would answer each with "not_in_lobby").
+        self._leaving = True
+        try:
+            await self._say_bye(list(self._remotes.values()), "left")
+            await lobby.request(p.Leave())
+            await self._left_lobby("left")
+        finally:
+            self._leaving = False
 
     async def kick(self, peer: p.PeerId) -> None:
         """Host only: remove ``peer`` from the lobby (it sees itself kicked)."""
@@ -292,9 +301,15 @@ class Mesh(EventStream, DataPlane):
         elif isinstance(message, p.HostChanged) and info is not None:
             self._set_lobby(info.model_copy(update={"host": message.host}))
         elif isinstance(message, p.Error):
-            # unknown_peer: a signal to a peer that already left (expected while re-offering)
-            level = logging.DEBUG if message.code is p.ErrorCode.UNKNOWN_PEER else logging.WARNING
-            logger.log(level, "lobby error: %s (%s)", message.message, message.code.value)
+            # Errors without a request id answer our signals. Expected, so DEBUG: unknown_peer
+            # (the peer left while we re-offered) and not_in_lobby once we have left ourselves.
+            expected = message.code is p.ErrorCode.UNKNOWN_PEER or (
+                message.code is p.ErrorCode.NOT_IN_LOBBY and (info is None or self._leaving))
+            if expected:
+                logger.debug("lobby error: %s (%s)", message.message, message.code.value)
+            else:
+                self._lobby_warnings.warn(message.code, "lobby error: %s (%s)", message.message,
+                                          message.code.value)
 
     def _on_lobby_connection(self, connected: bool, welcome: p.Welcome | None) -> None:
         assert self._lobby_up is not None

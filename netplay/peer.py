@@ -35,12 +35,46 @@ from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig, LinkConditioner
 
-__all__ = ["CHANNEL_LABEL", "PeerLink"]
+__all__ = ["CHANNEL_LABEL", "PeerLink", "no_pair_reason"]
 
 CHANNEL_LABEL = "netplay"
 """Label of the one data channel of a link."""
 
 logger = logging.getLogger(__name__)
+
+_no_pair_warned = False
+
+_ICE_ADVICE = (
+    "players on one machine: use a lobby URL on 127.0.0.1 (netplay then adds loopback "
+    "candidates) or set MeshConfig.ice_host_addresses=(\"127.0.0.1\",); on a LAN: set "
+    "MeshConfig.ice_host_addresses to the LAN interface (e.g. (\"eth0\",)); across the "
+    "internet: give a STUN/TURN server (MeshConfig.ice_servers, or the lobby's --stun-urls / "
+    "--turn-urls)"
+)
+
+
+def no_pair_reason(local: Sequence[str] | None, remote: Sequence[str] | None,
+                   config: MeshConfig) -> str | None:
+    """Why ICE could form no candidate pair from these candidate addresses, with advice;
+    ``None`` when pairs existed (or negotiation never got that far)."""
+    if local is None or remote is None:
+        return None
+    if not local:
+        hosts = config.ice_host_addresses
+        where = (f"on the addresses MeshConfig.ice_host_addresses={hosts!r}" if hosts
+                 else "on this machine (no usable network interface)")
+        return f"ICE gathered no candidates {where}; " + _ICE_ADVICE
+    if not remote:
+        return "the peer offered no ICE candidates (no usable network interface there); " \
+            + _ICE_ADVICE
+    if not {_family(a) for a in local} & {_family(a) for a in remote}:
+        return (f"local candidates {sorted(set(local))} and the peer's {sorted(set(remote))} "
+                "share no IP version; " + _ICE_ADVICE)
+    return None
+
+
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4
 
 
 class PeerLink:
@@ -122,13 +156,38 @@ class PeerLink:
             return
         self.closed = True
         logger.debug("link to %s (attempt %d) down: %s", self.peer_id, self.attempt, why)
+        if not self.opened:
+            self.explain_failure()
         self._on_down(why)
+
+    def explain_failure(self) -> None:
+        """When ICE had no candidate pair to try, log one WARNING per process naming the
+        likely cause and the setting that fixes it (aioice itself only logs at INFO)."""
+        global _no_pair_warned
+        if _no_pair_warned:
+            return
+        why = no_pair_reason(self._candidates(local=True), self._candidates(local=False),
+                             self.config)
+        if why is not None:
+            _no_pair_warned = True
+            logger.warning("no ICE candidate pair for peer %s: %s", self.peer_id, why)
+
+    def _candidates(self, *, local: bool) -> list[str] | None:
+        """Addresses of the link's local or remote ICE candidates (public aiortc API);
+        ``None`` before negotiation got that far."""
+        sctp = self.pc.sctp
+        if sctp is None:
+            return None
+        ice = sctp.transport.transport
+        found = ice.iceGatherer.getLocalCandidates() if local else ice.getRemoteCandidates()
+        return [c.ip for c in found]
 
     # -- negotiation ----------------------------------------------------------------------
 
     async def _set_local(self, description: RTCSessionDescription) -> str:
         # ICE gathering happens inside setLocalDescription; pin its host addresses here.
-        with _aiortc.host_addresses(self.config.ice_host_addresses):
+        addresses, add_to_defaults = self.config.host_candidate_plan()
+        with _aiortc.host_addresses(addresses, add_to_defaults=add_to_defaults):
             await self.pc.setLocalDescription(description)
         return str(self.pc.localDescription.sdp)
 

@@ -132,6 +132,9 @@ async def _drop_link(r: Remote) -> None:
 
 
 async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
+    if mesh.lobby is None or mesh._leaving:  # the lobby would only answer "not_in_lobby"
+        logger.debug("signal to %s not sent: not in a lobby", r.id)
+        return
     try:
         await mesh._lobby_client().send(Signal(to=r.lobby_id, payload=payload))
     except (SignalingError, ChannelClosed) as exc:
@@ -225,6 +228,8 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
             why = item[2] if kind == "down" else "connect timeout"
             reason: LeaveReason = "timed_out" if why == "timed_out" else "connection_failed"
             logger.info("link to %s (attempt %d) failed: %s", r.id, attempt, why)
+            if link is not None and not link.opened:
+                link.explain_failure()  # one WARNING when ICE had no pair to try
             _lost(mesh, r, reason)
             await _drop_link(r)
             failures += 1

@@ -66,15 +66,23 @@ class SyncChannel:
         """The channel's name."""
         return self._channel.name
 
-    def send(self, body: Any, to: PeerId | None = None) -> None:
-        """Send ``body`` to ``to`` or every connected peer, from any thread. Never blocks."""
+    def send(self, body: Any, to: PeerId | None = None) -> bool:
+        """Send ``body`` to ``to`` or every connected peer, from any thread. Never blocks.
+
+        Returns False when no peer was addressed (see :meth:`SyncMesh.send_event`); raises
+        ``MessageTooLarge`` or ``TypeError`` here, in the caller's thread.
+        """
         if self._channel.index == 0:
-            self._net.send_state(body, to)
-        elif self._channel.config.is_reliable:
-            self._net._send_payload(self._channel.index, wire.pack_body(body), to)
-        else:
-            self._net._soon(self._net._mesh._send_unreliable, self._channel.index,
-                            wire.unpack_body(wire.pack_body(body)), to)
+            return self._net.send_state(body, to)
+        packed = wire.pack_body(body)
+        if self._channel.config.is_reliable:
+            return self._net._send_payload(self._channel.index, packed, to)
+        self._net._live_loop()
+        mesh = self._net._mesh
+        mesh._check_size(packed, reliable=False)
+        addressed = bool(mesh._targets(to))
+        self._net._soon(mesh._send_unreliable, self._channel.index, wire.unpack_body(packed), to)
+        return addressed
 
     def receive(self) -> list[Received]:
         """Everything received since the last call (``[]`` when nothing)."""
@@ -184,8 +192,13 @@ class SyncMesh:
             raise
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
-    def _send_payload(self, index: int, payload: bytes, to: PeerId | None) -> None:
-        self._soon(self._mesh._send_reliable_payload, index, payload, to)
+    def _send_payload(self, index: int, payload: bytes, to: PeerId | None) -> bool:
+        self._live_loop()  # RuntimeError before start, ChannelClosed after close
+        mesh = self._mesh
+        mesh._check_size(payload, reliable=True)  # raised here, in the game's thread
+        addressed = bool(mesh._targets(to, reconnecting=True))
+        self._soon(mesh._send_reliable_payload, index, payload, to)
+        return addressed
 
     # -- lobby (futures) ------------------------------------------------------------------
 
@@ -246,16 +259,30 @@ class SyncMesh:
                 return out
 
     def send_state(self, state: Any, to: PeerId | None = None, *, tick: int | None = None
-                   ) -> None:
-        """Send our state (unreliable, newest wins). Never blocks."""
+                   ) -> bool:
+        """Send our state (unreliable, newest wins; see :meth:`Mesh.send_state`). Never blocks.
+
+        Returns False when no connected peer was addressed right now (the loop thread queues
+        the state a moment later). ``MessageTooLarge`` for a state over one datagram,
+        ``TypeError`` for a bad ``tick`` or a value msgpack can't encode, raised here.
+        """
         if tick is not None and type(tick) is not int:
             raise TypeError("tick must be an int")
         packed = wire.pack_body(state)  # checked and copied in this thread
+        self._live_loop()
+        self._mesh._check_size(packed, reliable=False)
+        addressed = bool(self._mesh._targets(to))
         self._soon(self._mesh._queue_state, wire.unpack_body(packed), to, tick, packed)
+        return addressed
 
-    def send_event(self, event: Any, to: PeerId | None = None) -> None:
-        """Send an event reliably (ordered, exactly once). Never blocks."""
-        self._send_payload(1, wire.pack_body(event), to)
+    def send_event(self, event: Any, to: PeerId | None = None) -> bool:
+        """Send an event reliably (ordered, exactly once; see :meth:`Mesh.send_event`).
+
+        Never blocks. Returns False when no peer was addressed (none connected, or ``to`` is
+        not a connected peer); raises ``MessageTooLarge`` over ``MeshConfig.max_message_size``
+        and ``TypeError`` for a value msgpack can't encode, here in the caller's thread.
+        """
+        return self._send_payload(1, wire.pack_body(event), to)
 
     def channel(self, name: str) -> SyncChannel:
         """The configured channel ``name`` (``UnknownChannel`` if none)."""
