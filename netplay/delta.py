@@ -357,6 +357,8 @@ class DeltaDecoder:
         """How far behind the newest decoded sequence number states are kept."""
         self._states: dict[int, Any] = {}
         self._newest: int | None = None
+        self.stale = 0
+        """Snapshots answered with :data:`STALE` (late, their baseline already forgotten)."""
 
     @property
     def last_decoded_seq(self) -> int | None:
@@ -388,6 +390,7 @@ class DeltaDecoder:
             if baseline not in self._states:
                 newest = self._newest
                 if newest is not None and not seq_gt(seq, newest):
+                    self.stale += 1
                     return STALE  # a late packet whose baseline we already forgot
                 raise ProtocolError(f"unknown delta baseline {baseline} for seq {seq}")
             state = patch(self._states[baseline], body)

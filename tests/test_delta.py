@@ -347,6 +347,7 @@ def test_encoder_decoder_round_trip_with_loss(
     enc, dec = DeltaEncoder(max_baseline_age=8), DeltaDecoder(history=16)
     stream = [s for pair in pairs for s in pair] * 4
     in_flight: list[tuple[int, int | None, bytes, Any]] = []
+    stale = 0
     for i, state in enumerate(stream):
         seq = (start + i) % 65536
         base, body = enc.encode(seq, state)
@@ -359,6 +360,8 @@ def test_encoder_decoder_round_trip_with_loss(
             if decoded is STALE:  # reordered beyond the history: older than the newest
                 assert dec.last_decoded_seq is not None
                 assert seq_gt(dec.last_decoded_seq, got_seq)
+                stale += 1
+                assert dec.stale == stale  # dropped and counted, never raised
                 continue
             assert same(decoded, want)
             if rnd.random() < 0.7:  # acks get lost too
@@ -384,5 +387,6 @@ def test_a_late_snapshot_whose_baseline_was_forgotten_is_stale_not_an_error() ->
     for seq in range(2, 10):  # newer full snapshots push 0 out of the history
         dec.decode(seq, None, {"x": seq})
     assert dec.decode(1, *late) is STALE
+    assert dec.stale == 1
     with pytest.raises(ProtocolError, match="unknown delta baseline"):
         dec.decode(11, 0, {"x": 11})  # a newer one with a forgotten baseline is still bad
