@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from .errors import ChannelClosed
-from .events import Event, MessageReceived
+from .events import Event, MessageReceived, PeerLeft
 from .types import PeerId
 
 __all__ = ["EventStream"]
@@ -90,11 +90,27 @@ class EventStream:
                 await self._wait()
 
     async def wait_for_peers(self, n: int, timeout: float | None = 10.0) -> list[PeerId]:
-        """Wait until at least ``n`` peers are connected; returns their ids."""
-        async with asyncio.timeout(timeout):
-            while len(self.peers) < n:
-                if not self._is_open():
-                    raise ChannelClosed("the Mesh closed while waiting")
-                await self._wait()
+        """Wait until at least ``n`` peers are connected; returns their ids.
+
+        ``TimeoutError`` after ``timeout`` s says how many connected and why others did not
+        (the ``PeerLeft`` reasons still queued); ``ChannelClosed`` if the mesh closes.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.peers) < n:
+                    if not self._is_open():
+                        raise ChannelClosed("the Mesh closed while waiting")
+                    await self._wait()
+        except TimeoutError:
+            raise TimeoutError(self._peers_missing(n, timeout)) from None
         return self.peers
+
+    def _peers_missing(self, n: int, timeout: float | None) -> str:
+        failed = sorted({f"{e.peer_id} ({e.reason})" for e in self._events
+                         if isinstance(e, PeerLeft)})
+        why = (f"; links that failed: {', '.join(failed)}" if failed else
+               "; no link failed yet (still connecting, or too few players in the lobby)")
+        return (f"{len(self.peers)} of {n} peers connected within {timeout} s{why}. "
+                "netplay logs a WARNING when ICE finds no way to a peer (see docs/api.md, "
+                "'Connecting')")
 

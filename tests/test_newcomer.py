@@ -198,3 +198,11 @@ async def test_leaving_logs_no_lobby_warning(lobby: Any, caplog: pytest.LogCaptu
     lobby_warnings = [r.getMessage() for r in caplog.records
                       if r.name.startswith("netplay") and r.levelno >= logging.WARNING]
     assert lobby_warnings == []
+
+
+async def test_wait_for_peers_timeout_says_what_happened(lobby: Any) -> None:
+    async with Mesh(plain_config(lobby, "lonely")) as mesh:
+        await mesh.host(game="nobody-comes")
+        with pytest.raises(TimeoutError, match=r"0 of 1 peers connected within 0.5 s; no link "
+                                                r"failed yet"):
+            await mesh.wait_for_peers(1, timeout=0.5)
