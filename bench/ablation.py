@@ -85,15 +85,15 @@ def _switch_off(parts: tuple[str, ...]) -> None:
     if "plumbing" in parts:
         # Raw bytes on the link's one channel: no datagram, no lanes, no snapshot protocol.
         def send_state(self: Any, state: Any, to: Any = None, *, tick: Any = None) -> bool:
-            for r in self._targets(to):
+            for r in self.targets(to):
                 r.link.send(state)
             return True
 
         def on_frame(self: Any, r: Any, data: Any) -> None:
-            self._channels[0]._deliver(r.id, data)
+            self.channels[0]._deliver(r.id, data)
 
         dataplane.DataPlane.send_state = send_state  # type: ignore[method-assign]
-        dataplane.DataPlane._on_frame = on_frame  # type: ignore[method-assign]
+        dataplane.DataPlane.on_frame = on_frame  # type: ignore[method-assign]
 
 
 def ablation_child(variant: str, count: int, reps: int) -> dict[str, float]:

@@ -10,7 +10,7 @@ __all__ = ["WarnLimiter"]
 
 
 class WarnLimiter:
-    """``warn(key, msg, *args)`` logs at WARNING at most once per ``interval`` seconds per key,
+    """``warn(key, msg, *args)`` (or ``error``) logs at most once per ``interval`` seconds per key,
     saying how many similar warnings were suppressed since."""
 
     def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
@@ -20,7 +20,16 @@ class WarnLimiter:
         self._suppressed: dict[Any, int] = {}
 
     def warn(self, key: Any, msg: str, *args: Any) -> bool:
-        """Log unless ``key`` was logged within the interval; True when logged."""
+        """Log at WARNING unless ``key`` was logged within the interval; True when logged."""
+        return self._log(logging.WARNING, key, msg, args, False)
+
+    def error(self, key: Any, msg: str, *args: Any, exc_info: bool = False) -> bool:
+        """Log at ERROR (with the current traceback if ``exc_info``) unless ``key`` was logged
+        within the interval; True when logged."""
+        return self._log(logging.ERROR, key, msg, args, exc_info)
+
+    def _log(self, level: int, key: Any, msg: str, args: tuple[Any, ...], exc_info: bool
+             ) -> bool:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -31,7 +40,7 @@ class WarnLimiter:
         if skipped:
             msg += " (%d similar warnings suppressed)"
             args = (*args, skipped)
-        self.logger.warning(msg, *args)
+        self.logger.log(level, msg, *args, exc_info=exc_info)
         return True
 
     def forget(self, key: Any) -> None:

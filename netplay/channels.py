@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import ChannelConfig
+from .eventstream import UNREAD_LIMIT
 from .types import PeerId, Received
 
 __all__ = ["Channel"]
@@ -23,8 +24,10 @@ class Channel:
     """A named data channel of a mesh: ``send`` to peers, ``receive`` what arrived.
 
     Get one with ``mesh.channel(name)``. ``receive()`` never blocks: it returns every
-    ``(peer_id, body)`` received since the last call (``[]`` when none). At most
-    ``MeshConfig.max_queued`` messages wait; beyond that the oldest are dropped (WARNING).
+    ``(peer_id, body)`` received since the last call (``[]`` when none). Until the first
+    ``receive()``, at most :data:`~netplay.eventstream.UNREAD_LIMIT` messages wait (the oldest
+    go, silently: a game may read messages as events instead, or only ``interpolated()``);
+    after it, at most ``MeshConfig.max_queued`` (the oldest go, with a WARNING).
     """
 
     def __init__(self, index: int, config: ChannelConfig, max_queued: int,
@@ -34,8 +37,9 @@ class Channel:
         self._send = send
         self._queue: deque[Received] = deque()
         self._max = max_queued
+        self._read = False
         self.dropped = 0
-        """Messages dropped because nobody read them in time."""
+        """Messages dropped because nobody read them in time (after the first read)."""
 
     @property
     def name(self) -> str:
@@ -55,6 +59,7 @@ class Channel:
 
     def receive(self) -> list[Received]:
         """Everything received since the last call, oldest first."""
+        self._read = True
         out = []
         queue = self._queue
         while queue:  # popleft is atomic: safe while the loop thread appends
@@ -62,10 +67,16 @@ class Channel:
         return out
 
     def _deliver(self, peer_id: PeerId, body: Any) -> None:
-        if len(self._queue) >= self._max:
-            self._queue.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning("channel %r: %d unread messages dropped (call receive())",
-                               self.name, self.dropped)
-        self._queue.append((peer_id, body))
+        """Queue a received message (the event loop's thread)."""
+        queue = self._queue
+        if len(queue) >= (self._max if self._read else UNREAD_LIMIT):
+            try:
+                queue.popleft()
+            except IndexError:  # the game drained it meanwhile
+                pass
+            if self._read:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    logger.warning("channel %r: %d unread messages dropped (call receive())",
+                                   self.name, self.dropped)
+        queue.append((peer_id, body))

@@ -186,8 +186,10 @@ class MeshConfig:
     """``interpolate(a, b, t)`` blends two states of a peer for :meth:`Mesh.interpolated`
     (``t`` in 0..1, beyond 1 when extrapolating). Default: numbers (also nested in lists and
     dicts) linearly, everything else from the nearer state."""
-    max_queued: int = 100_000
-    """Received messages kept per channel (and events kept) until read; the oldest go."""
+    max_queued: int = 10_000
+    """Unread messages kept per channel queue, and unread ``MessageReceived`` events, once
+    the game has read that queue (before its first read: 256); beyond, the oldest go with a
+    WARNING. Lifecycle events are never dropped."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.lobby_url, str) or not self.lobby_url.startswith(

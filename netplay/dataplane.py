@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import wire
@@ -34,16 +35,17 @@ from .channels import Channel
 from .config import MeshConfig
 from .congestion import Pacer
 from .delta import copy_state
-from .errors import MessageTooLarge, ProtocolError
-from .events import Event, MessageReceived
+from .errors import MessageTooLarge, ProtocolError, UnknownChannel
+from .events import Event, LeaveReason, MessageReceived, PeerJoined, PeerLeft
+from .interpolation import InterpolationBuffer
 from .lanes import Inbound, Outbound, lane_specs
-from .state import NOTHING
+from .remote import Leave, LinkDown, Remote
+from .state import NOTHING, PeerState
 from .stats import PeerStats
 from .types import PeerId
 
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
-    from .remote import Remote
 
 __all__ = ["DataPlane"]
 
@@ -79,15 +81,27 @@ def flush_delay(last_sent: float, now: float, send_rate_hz: float) -> float:
 
 
 class DataPlane:
-    """Send/receive half of a Mesh (a mixin: the Mesh supplies remotes and events)."""
+    """The send/receive half of a session: the remote peers' records, the channels, every
+    datagram out and in.
 
-    _remotes: dict[PeerId, Remote]
-    _live: tuple[Remote, ...] = ()
-    """Connected remotes, replaced (never mutated) on every join and leave."""
+    It knows nothing of the lobby: the session gives it ``emit`` (report an event),
+    ``check_open`` (raise ``RuntimeError`` / ``ChannelClosed`` when sends are not allowed)
+    and ``on_alias`` (a peer announced its new lobby id).
+    """
 
-    def __init__(self, config: MeshConfig) -> None:
+    def __init__(self, config: MeshConfig, *, emit: Callable[[Event], None],
+                 check_open: Callable[[], object],
+                 on_alias: Callable[[Remote, PeerId], None]) -> None:
         self.config = config
-        self._channels = [
+        self._emit = emit
+        self._check_open = check_open
+        self._on_alias = on_alias
+        self.remotes: dict[PeerId, Remote] = {}
+        """Every other member we track, connected or not, by our id for it."""
+        self.live: tuple[Remote, ...] = ()
+        """Connected remotes, replaced (never mutated) on every join and leave, so the
+        game's thread may read it."""
+        self.channels = [
             Channel(i, c, config.max_queued, self._channel_sender(i))
             for i, c in enumerate(config.channels)
         ]
@@ -104,39 +118,60 @@ class DataPlane:
             self._conditioner = ConditionerConfig.from_env()
         self._peer_conditioners: dict[PeerId, ConditionerConfig | None] = {}
 
-    def _emit(self, event: Event) -> None:
-        raise NotImplementedError
+    # -- peers ----------------------------------------------------------------------------
 
-    def _check_open(self) -> Any:
-        raise NotImplementedError
-
-    def _on_alias(self, r: Remote, lobby_id: PeerId) -> None:
-        raise NotImplementedError
-
-    def _new_lanes(self) -> dict[str, Any]:
-        """Fresh lanes, inbound side and pacer for a new remote peer."""
+    def add_remote(self, peer_id: PeerId, name: str | None, offerer: bool) -> Remote:
+        """Start tracking ``peer_id`` with fresh lanes, state and pacer."""
         tick = 1.0 / self.config.send_rate_hz
-        return {"outbound": Outbound(self._lanes, min_rto=2 * tick, copy_gap=max(tick, 0.005)),
-                "inbound": Inbound(self._lanes, self._limits), "pacer": Pacer()}
+        r = Remote(
+            peer_id, name, offerer,
+            PeerState(time.monotonic(), delta=self.config.delta_compression,
+                      interpolation=InterpolationBuffer(lerp=self.config.interpolate)),
+            outbound=Outbound(self._lanes, min_rto=2 * tick, copy_gap=max(tick, 0.005)),
+            inbound=Inbound(self._lanes, self._limits), pacer=Pacer())
+        self.remotes[peer_id] = r
+        return r
+
+    def joined(self, r: Remote) -> None:
+        """``r``'s link opened: it is live; report ``PeerJoined``."""
+        self.live = (*(x for x in self.live if x is not r), r)
+        self._emit(PeerJoined(r.id, r.label))
+
+    def lost(self, r: Remote, reason: LeaveReason) -> None:
+        """``r`` went away: not live any more; report ``PeerLeft``."""
+        self.live = tuple(x for x in self.live if x is not r)
+        self._states.pop(r.id, None)
+        self._warn.forget(r.id)
+        self._emit(PeerLeft(r.id, reason))
+
+    def channel(self, name: str) -> Channel:
+        """The configured channel called ``name``; ``UnknownChannel`` if none."""
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        raise UnknownChannel(f"no channel named {name!r}; configured: "
+                             f"{', '.join(c.name for c in self.channels)}")
 
     def _channel_sender(self, index: int) -> Any:
         if index == 0:
             return lambda body, to: self.send_state(body, to)
         if self.config.channels[index].is_reliable:
-            return lambda body, to: self._send_reliable(index, body, to)
-        return lambda body, to: self._send_unreliable(index, body, to)
+            return lambda body, to: self.send_reliable(index, wire.pack_body(body), to)
+        return lambda body, to: self.send_unreliable(index, body, to)
 
-    def _start_dataplane(self) -> None:
+    def start(self) -> None:
+        """Start the heartbeat and silence check."""
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="netplay-heartbeat")
 
-    async def _stop_dataplane(self) -> None:
+    async def stop(self) -> None:
+        """Stop the heartbeat."""
         task, self._heartbeat_task = self._heartbeat_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _targets(self, to: PeerId | None, *, reconnecting: bool = False) -> list[Remote]:
+    def targets(self, to: PeerId | None, *, reconnecting: bool = False) -> list[Remote]:
         """Connected peers addressed by ``to``; with ``reconnecting``, also peers whose link
         is being rebuilt (reliable messages wait for the new link)."""
         self._check_open()
@@ -147,10 +182,10 @@ class DataPlane:
             return reconnecting and r.was_connected and not r.done
 
         if to is None:  # list(): SyncMesh calls this from the game's thread too
-            return [r for r in list(self._remotes.values()) if ok(r)]
+            return [r for r in list(self.remotes.values()) if ok(r)]
         if not isinstance(to, str):
             raise TypeError(f"to must be a peer id (str) or None, got {type(to).__name__}")
-        r = self._remotes.get(to)
+        r = self.remotes.get(to)
         if r is None or not ok(r):
             logger.debug("not sending to %s: not connected", to)
             return []
@@ -172,12 +207,12 @@ class DataPlane:
         value msgpack can't encode.
         """
         packed = wire.pack_body(state)  # fails here, in the game's call, if it can't be sent
-        self._check_size(packed, reliable=False)
+        self.check_size(packed, reliable=False)
         if self.config.delta_compression:
             state = copy_state(state)  # the baseline every receiver's delta encoder keeps
-        return self._queue_state(state, to, tick, packed)
+        return self.queue_state(state, to, tick, packed)
 
-    def _queue_state(self, state: Any, to: PeerId | None, tick: int | None,
+    def queue_state(self, state: Any, to: PeerId | None, tick: int | None,
                      packed: bytes | None = None) -> bool:
         """Queue ``state`` for ``to``. ``packed``: its encoding, and ``state`` is then a
         private copy (see :meth:`PeerState.set_pending`)."""
@@ -186,7 +221,7 @@ class DataPlane:
             tick = self._tick
         elif type(tick) is not int:
             raise TypeError("tick must be an int")
-        targets = self._targets(to)
+        targets = self.targets(to)
         for r in targets:
             r.state.set_pending(state, tick, packed)
             if r.flush_handle is None:
@@ -231,11 +266,11 @@ class DataPlane:
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
             if r.inbound.dirty or r.outbound.has_new() or r.outbound.has_lost():
-                self._kick(r)  # what waited for this datagram goes on its own
+                self.kick(r)  # what waited for this datagram goes on its own
             return
         self._send_datagram(r, now, snapshot=True)
         if r.outbound.has_new() or r.outbound.has_lost():
-            self._kick(r)  # more than fitted
+            self.kick(r)  # more than fitted
 
     def _send_datagram(self, r: Remote, now: float, *, snapshot: bool) -> int:
         """Build and send one datagram to ``r``: the pending snapshot (with ``snapshot``),
@@ -282,7 +317,7 @@ class DataPlane:
         return isinstance(handle, asyncio.TimerHandle) and handle.when() - \
             asyncio.get_running_loop().time() <= 1.0 / self.config.send_rate_hz
 
-    def _kick(self, r: Remote) -> None:
+    def kick(self, r: Remote) -> None:
         """Something waits to go to ``r`` (a message, an ack, room in aiortc's buffer): pump
         once the current callback returns, so a frame's sends share datagrams."""
         handle = r.pump_handle
@@ -330,7 +365,7 @@ class DataPlane:
                 break
             now = time.monotonic()
         else:
-            self._kick(r)  # more to send: after other callbacks had their turn
+            self.kick(r)  # more to send: after other callbacks had their turn
             return
         timeout = out.next_timeout()
         if timeout is not None:
@@ -344,10 +379,10 @@ class DataPlane:
         while True:
             now = time.monotonic()
             deadline = min((r.state.last_heard + config.disconnect_timeout
-                            for r in self._remotes.values() if r.connected), default=now + period)
+                            for r in self.remotes.values() if r.connected), default=now + period)
             await asyncio.sleep(min(period, max(0.0, deadline - now) + 0.001))
             now = time.monotonic()
-            for r in list(self._remotes.values()):
+            for r in list(self.remotes.values()):
                 link = r.link
                 if link is None or not r.connected:
                     continue
@@ -355,7 +390,7 @@ class DataPlane:
                     logger.debug("peer %s silent for %.1f s", r.id, now - r.state.last_heard)
                     if r.state.timeout_posted != link.attempt:
                         r.state.timeout_posted = link.attempt  # the supervisor reports it
-                        r.inbox.put_nowait(("down", link.attempt, "timed_out"))
+                        r.inbox.put_nowait(LinkDown(link.attempt, "timed_out"))
                     continue
                 if now - r.state.last_sent >= config.heartbeat_interval \
                         and r.flush_handle is None:
@@ -372,7 +407,7 @@ class DataPlane:
         if now is None:
             now = time.monotonic()
         out = {}
-        for r in self._live:  # a tuple swapped whole: safe to read from the game thread
+        for r in self.live:  # a tuple swapped whole: safe to read from the game thread
             if r.id in self._states:
                 with r.state.lock:
                     out[r.id] = r.state.interp.sample(now)
@@ -380,7 +415,7 @@ class DataPlane:
 
     def stats(self, peer: PeerId) -> PeerStats:
         """The net_graph of one peer (RTT, jitter, loss, rates, ...); ``KeyError`` if unknown."""
-        r = self._remotes.get(peer)
+        r = self.remotes.get(peer)
         if r is None:
             raise KeyError(f"no peer {peer!r} in this mesh")
         return r.state.peer_stats(time.monotonic())
@@ -388,11 +423,7 @@ class DataPlane:
     def all_stats(self) -> dict[PeerId, PeerStats]:
         """:meth:`stats` of every connected peer."""
         now = time.monotonic()
-        return {r.id: r.state.peer_stats(now) for r in self._live}
-
-    def _forget_peer_state(self, peer_id: PeerId) -> None:
-        self._states.pop(peer_id, None)
-        self._warn.forget(peer_id)
+        return {r.id: r.state.peer_stats(now) for r in self.live}
 
     # -- messages -------------------------------------------------------------------------
 
@@ -404,12 +435,9 @@ class DataPlane:
         False when nobody was addressed. Raises ``MessageTooLarge`` over
         ``MeshConfig.max_message_size`` and ``TypeError`` for a value msgpack can't encode.
         """
-        return self._send_reliable(1, event, to)
+        return self.send_reliable(1, wire.pack_body(event), to)
 
-    def _send_reliable(self, index: int, body: Any, to: PeerId | None) -> bool:
-        return self._send_reliable_payload(index, wire.pack_body(body), to)
-
-    def _check_size(self, payload: bytes, *, reliable: bool) -> None:
+    def check_size(self, payload: bytes, *, reliable: bool) -> None:
         """``MessageTooLarge`` when ``payload`` can't be sent on such a channel."""
         if reliable:
             limit = self.config.max_message_size
@@ -426,35 +454,39 @@ class DataPlane:
                     "datagram limit: send it on a reliable channel, which cuts big messages "
                     "into pieces", len(payload), limit)
 
-    def _send_reliable_payload(self, index: int, payload: bytes, to: PeerId | None) -> bool:
-        self._check_size(payload, reliable=True)
-        targets = self._targets(to, reconnecting=True)
+    def send_reliable(self, index: int, payload: bytes, to: PeerId | None) -> bool:
+        """Queue the packed message ``payload`` on reliable lane ``index`` for ``to`` (or
+        every peer, including those being reconnected)."""
+        self.check_size(payload, reliable=True)
+        targets = self.targets(to, reconnecting=True)
         for r in targets:
             r.outbound.push(index, payload)
             if r.connected and not self._snapshot_due(r):  # else it rides with the snapshot
-                self._kick(r)
+                self.kick(r)
         return bool(targets)
 
-    def _send_unreliable(self, index: int, body: Any, to: PeerId | None) -> bool:
+    def send_unreliable(self, index: int, body: Any, to: PeerId | None) -> bool:
+        """Send ``body`` once on unreliable lane ``index`` to ``to`` or every connected peer."""
         payload = wire.pack_body(body)
-        self._check_size(payload, reliable=False)
-        targets = self._targets(to)
+        self.check_size(payload, reliable=False)
+        targets = self.targets(to)
         for r in targets:
             r.outbound.push_unreliable(index, payload)
-            self._kick(r)
+            self.kick(r)
         return bool(targets)
 
-    def _send_control(self, r: Remote, body: list[Any]) -> None:
+    def send_control(self, r: Remote, body: list[Any]) -> None:
+        """Queue a control message (lane 0: ``bye``, ``alias``) to ``r``."""
         r.outbound.push(wire.CONTROL_LANE, wire.pack_body(body))
         if r.connected and r.link is not None:
-            self._kick(r)
+            self.kick(r)
 
-    async def _say_bye(self, remotes: list[Remote], reason: str) -> None:
+    async def say_bye(self, remotes: list[Remote], reason: str) -> None:
         """Tell connected peers we go (a control message), waiting briefly for its ack."""
         waiting = []
         for r in remotes:
             if r.connected and r.link is not None:
-                self._send_control(r, ["bye", reason])
+                self.send_control(r, ["bye", reason])
                 waiting.append(r)
         deadline = time.monotonic() + BYE_LINGER
         while waiting and time.monotonic() < deadline:
@@ -464,36 +496,41 @@ class DataPlane:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def _bad(self, r: Remote, index: int, why: str) -> None:
+    def on_bad(self, r: Remote, index: int, why: str) -> None:
+        """Count and (rate-limited) log bad input from ``r`` on stream or lane ``index``."""
         r.state.stats.on_bad_packet()
         channels = self.config.channels
         name = repr(channels[index].name) if 0 <= index < len(channels) else f"id {index}"
         self._warn.warn(r.id, "dropped bad packet from %s on channel %s: %s", r.id, name, why)
 
-    def _on_frame(self, r: Remote, data: bytes | str) -> None:
+    def on_frame(self, r: Remote, data: bytes | str) -> None:
+        """Take one datagram from ``r``: liveness, snapshot, acks, records."""
         now = time.monotonic()
         r.state.last_heard = now  # any datagram is a sign of life, even a malformed one
         r.state.stats.on_receive(now, len(data))
         if isinstance(data, str):
-            self._bad(r, 0, "text message (netplay sends binary only)")
+            self.on_bad(r, 0, "text message (netplay sends binary only)")
             return
         try:
             datagram = wire.unpack_datagram(data)
         except ProtocolError as exc:
-            self._bad(r, 0, str(exc))
+            self.on_bad(r, 0, str(exc))
             return
         try:
             state = r.state.receive(datagram, now)
-        except Exception as exc:  # a bad snapshot: the acks and records still count
-            self._bad(r, 0, str(exc) if isinstance(exc, ProtocolError)
-                      else f"{type(exc).__name__}: {exc}")
+        except ProtocolError as exc:  # a bad snapshot: the acks and records still count
+            self.on_bad(r, 0, str(exc))
+            state = NOTHING
+        except Exception:  # netplay's own bug, not the peer's: say so, loudly but rarely
+            self._warn.error(("internal", "snapshot"), "netplay internal error decoding a "
+                             "snapshot from %s (please report it)", r.id, exc_info=True)
             state = NOTHING
         if state is not NOTHING and r.connected:
             self._states[r.id] = state
-            self._channels[0]._deliver(r.id, state)
+            self.channels[0]._deliver(r.id, state)
         if datagram.acks is not None and r.outbound.on_acks(datagram.acks, now):
             r.pacer.on_rtt(r.outbound.rtt.latest, now)
-            self._kick(r)  # the window moved, maybe something was lost
+            self.kick(r)  # the window moved, maybe something was lost
         inbound = r.inbound
         if not inbound.on_epoch(datagram.epoch):
             return
@@ -501,13 +538,13 @@ class DataPlane:
             try:
                 delivered = inbound.receive(record)
             except ProtocolError as exc:
-                self._bad(r, record.lane, str(exc))
+                self.on_bad(r, record.lane, str(exc))
                 delivered = getattr(exc, "delivered", [])  # BadMessage: its lane moves on
             for lane, body in delivered:
                 if lane == wire.CONTROL_LANE:
                     self._on_control(r, body)
                 else:
-                    channel = self._channels[lane]
+                    channel = self.channels[lane]
                     channel._deliver(r.id, body)
                     self._emit(MessageReceived(r.id, channel.name, body))
         if inbound.dirty:
@@ -520,17 +557,18 @@ class DataPlane:
     def _on_control(self, r: Remote, body: Any) -> None:
         if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], str)
                 and 0 < len(body[1]) <= 64):
-            self._bad(r, 0, "bad control message")
+            self.on_bad(r, 0, "bad control message")
         elif body[0] == "bye":
-            r.inbox.put_nowait(("leave", "kicked" if body[1] == "kicked" else "left"))
+            r.inbox.put_nowait(Leave("kicked" if body[1] == "kicked" else "left"))
         elif body[0] == "alias":
             self._on_alias(r, body[1])
         else:
-            self._bad(r, 0, f"unknown control message {body[0]!r}")
+            self.on_bad(r, 0, f"unknown control message {body[0]!r}")
 
     # -- link conditioner -----------------------------------------------------------------
 
-    def _conditioner_for(self, peer_id: PeerId) -> ConditionerConfig | None:
+    def conditioner_for(self, peer_id: PeerId) -> ConditionerConfig | None:
+        """The link conditioner a new connection to ``peer_id`` starts with."""
         return self._peer_conditioners.get(peer_id, self._conditioner)
 
     def set_conditioner(self, config: ConditionerConfig | None, peer: PeerId | None = None
@@ -544,6 +582,6 @@ class DataPlane:
             self._peer_conditioners.clear()
         else:
             self._peer_conditioners[peer] = config
-        for r in self._remotes.values():
+        for r in self.remotes.values():
             if (peer is None or r.id == peer) and r.link is not None:
                 r.link.set_conditioner(config)

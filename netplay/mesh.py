@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from aiortc import RTCIceServer
 
@@ -29,18 +29,29 @@ from . import protocol as p
 from ._ratelimit import WarnLimiter
 from .channels import Channel
 from .config import MeshConfig
+from .conditioner import ConditionerConfig
 from .dataplane import DataPlane
-from .errors import ChannelClosed, UnknownChannel
+from .errors import ChannelClosed, ProtocolError, SignalingError
+from .events import (
+    Event,
+    HostChanged,
+    LeaveReason,
+    LobbyConnectionChanged,
+    LobbyUpdated,
+    MessagesUndelivered,
+    PeerLeft,
+)
 from .eventstream import EventStream
-from .events import HostChanged, LobbyConnectionChanged, LobbyUpdated, PeerJoined, PeerLeft
-from .interpolation import InterpolationBuffer
 from .lobby_client import LobbyClient
-from .remote import Remote, supervise
-from .state import PeerState
+from .remote import Leave, Remote, Signal, supervise
+from .stats import PeerStats
+from .types import PeerId
 
 __all__ = ["Mesh"]
 
 logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
 
 
 class _State(enum.Enum):
@@ -49,8 +60,14 @@ class _State(enum.Enum):
     CLOSED = 3
 
 
-class Mesh(EventStream, DataPlane):
-    """A session: lobby connection plus a full WebRTC mesh. Open once, close once."""
+class Mesh:
+    """A session: lobby connection plus a full WebRTC mesh. Open once, close once.
+
+    It owns its parts: the lobby client, the :class:`~netplay.dataplane.DataPlane` (peers,
+    channels, datagrams), the :class:`~netplay.eventstream.EventStream`, and one supervisor
+    task per peer (:func:`~netplay.remote.supervise`), which sees the session only through
+    :class:`_Links`.
+    """
 
     def __init__(self, config: MeshConfig) -> None:
         if not isinstance(config, MeshConfig):
@@ -58,18 +75,25 @@ class Mesh(EventStream, DataPlane):
         if config.ice_host_addresses is not None:
             # ValueError (or RuntimeError: aioice cannot pin) now, not later
             _aiortc.validate_host_addresses(config.ice_host_addresses)
-        DataPlane.__init__(self, config)
-        EventStream.__init__(self, config.max_queued)
+        self.config = config
         self._status = _State.UNOPENED
+        self._stream = EventStream(config.max_queued, self._is_open)
+        self._plane = DataPlane(config, emit=self._stream.emit, check_open=self._check_open,
+                                on_alias=self._on_alias)
+        self._links = _Links(self)
         self._lobby: LobbyClient | None = None
+        self._welcome: p.Welcome | None = None
         self._info: p.LobbyInfo | None = None
-        self._remotes: dict[p.PeerId, Remote] = {}
         self._lobby_up: asyncio.Event | None = None
-        self._identity: p.PeerId | None = None
-        self._aliases: dict[p.PeerId, p.PeerId] = {}
+        self._peer_id: PeerId | None = None
+        self._aliases: dict[PeerId, PeerId] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._lobby_warnings = WarnLimiter(logger)
         self._leaving = False  # True while leave() runs: closing links are not re-offered
+
+    @property
+    def _remotes(self) -> dict[PeerId, Remote]:
+        return self._plane.remotes
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -100,9 +124,9 @@ class Mesh(EventStream, DataPlane):
             self._status = _State.CLOSED
             raise
         self._welcome = welcome
-        self._identity = welcome.peer_id
+        self._peer_id = welcome.peer_id
         self._lobby_up.set()
-        self._start_dataplane()
+        self._plane.start()
 
     async def close(self) -> None:
         """Say goodbye to every peer, leave the lobby, close everything. Idempotent."""
@@ -110,7 +134,7 @@ class Mesh(EventStream, DataPlane):
             self._status = _State.CLOSED
             return
         self._status = _State.CLOSED
-        await self._say_bye(list(self._remotes.values()), "left")
+        await self._plane.say_bye(list(self._remotes.values()), "left")
         lobby = self._lobby
         if lobby is not None and lobby.connected and self._info is not None:
             try:
@@ -121,10 +145,10 @@ class Mesh(EventStream, DataPlane):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._drop_remotes(list(self._remotes), None)
-        await self._stop_dataplane()
+        await self._plane.stop()
         if lobby is not None:
             await lobby.close()
-        self._wake()
+        self._stream.wake()
         logger.info("mesh closed")
 
     def _check_open(self) -> LobbyClient:
@@ -143,24 +167,24 @@ class Mesh(EventStream, DataPlane):
     # -- properties -----------------------------------------------------------------------
 
     @property
-    def peer_id(self) -> p.PeerId:
+    def peer_id(self) -> PeerId:
         """Our peer id: the one the lobby gave us first. It stays the same for the whole
         session, even when a restarted lobby knows us by another (:attr:`lobby_peer_id`)."""
-        if self._identity is None:
+        if self._peer_id is None:
             raise RuntimeError("the Mesh is not open yet: use 'async with Mesh(config)'")
-        return self._identity
+        return self._peer_id
 
     @property
-    def lobby_peer_id(self) -> p.PeerId | None:
+    def lobby_peer_id(self) -> PeerId | None:
         """The id the lobby knows us by now (equal to :attr:`peer_id` unless the lobby
         restarted and forgot us); ``None`` while the lobby is unreachable."""
         return self._lobby.peer_id if self._lobby is not None and self._lobby.connected \
             else None
 
     @property
-    def peers(self) -> list[p.PeerId]:
+    def peers(self) -> list[PeerId]:
         """Ids of the peers connected right now (channels open)."""
-        return [r.id for r in self._live]
+        return [r.id for r in self._plane.live]
 
     @property
     def lobby(self) -> p.LobbyInfo | None:
@@ -173,7 +197,7 @@ class Mesh(EventStream, DataPlane):
         return self._info is not None and self._lobby is not None \
             and self._info.host == self._lobby.peer_id
 
-    def _key(self, lobby_id: p.PeerId) -> p.PeerId:
+    def _key(self, lobby_id: PeerId) -> PeerId:
         """Our name for the peer the lobby calls ``lobby_id`` (see ALIAS in netplay.wire)."""
         return self._aliases.get(lobby_id, lobby_id)
 
@@ -184,11 +208,88 @@ class Mesh(EventStream, DataPlane):
 
     def channel(self, name: str) -> Channel:
         """The configured channel called ``name``; ``UnknownChannel`` if none."""
-        for channel in self._channels:
-            if channel.name == name:
-                return channel
-        raise UnknownChannel(f"no channel named {name!r}; configured: "
-                             f"{', '.join(c.name for c in self._channels)}")
+        return self._plane.channel(name)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event, oldest first, including those that happened before; ends on close."""
+        return self._stream.events()
+
+    async def wait_for(self, kind: type[E], timeout: float | None = 10.0,
+                       where: Callable[[E], bool] | None = None) -> E:
+        """The first unread event of type ``kind`` (matching ``where``), waiting if needed.
+
+        Other events stay queued for :meth:`events`. ``TimeoutError`` after ``timeout`` s,
+        ``ChannelClosed`` if the mesh closes meanwhile.
+        """
+        return await self._stream.wait_for(kind, timeout, where)
+
+    async def wait_for_peers(self, n: int, timeout: float | None = 10.0) -> list[PeerId]:
+        """Wait until at least ``n`` peers are connected; returns their ids.
+
+        ``TimeoutError`` after ``timeout`` s says how many connected and why others did not
+        (the ``PeerLeft`` reasons still queued); ``ChannelClosed`` if the mesh closes.
+        """
+        try:
+            await self._stream.wait_until(lambda: len(self._plane.live) >= n, timeout)
+        except TimeoutError:
+            raise TimeoutError(self._peers_missing(n, timeout)) from None
+        return self.peers
+
+    def _peers_missing(self, n: int, timeout: float | None) -> str:
+        failed = sorted({f"{e.peer_id} ({e.reason})" for e in self._stream.peek(PeerLeft)})
+        why = (f"; links that failed: {', '.join(failed)}" if failed else
+               "; no link failed yet (still connecting, or too few players in the lobby)")
+        return (f"{len(self.peers)} of {n} peers connected within {timeout} s{why}. "
+                "netplay logs a WARNING when ICE finds no way to a peer (see docs/api.md, "
+                "'When players don't connect')")
+
+    # -- data (see netplay.dataplane) -----------------------------------------------------
+
+    def send_state(self, state: Any, to: PeerId | None = None, *, tick: int | None = None
+                   ) -> bool:
+        """Send ``state`` unreliably to ``to`` or every connected peer; newest wins.
+
+        Never blocks; see :meth:`DataPlane.send_state <netplay.dataplane.DataPlane.send_state>`.
+        Returns False when no connected peer was addressed. Raises ``MessageTooLarge`` for a
+        state over one datagram and ``TypeError`` for a value msgpack can't encode.
+        """
+        return self._plane.send_state(state, to, tick=tick)
+
+    def send_event(self, event: Any, to: PeerId | None = None) -> bool:
+        """Send ``event`` reliably (ordered, exactly once) to ``to`` or every peer.
+
+        Never blocks. False when nobody was addressed. Raises ``MessageTooLarge`` over
+        ``MeshConfig.max_message_size`` and ``TypeError`` for a value msgpack can't encode.
+        """
+        return self._plane.send_event(event, to)
+
+    def states(self) -> dict[PeerId, Any]:
+        """The newest state received from each connected peer."""
+        return self._plane.states()
+
+    def interpolated(self, now: float | None = None) -> dict[PeerId, Any]:
+        """Each connected peer's state for rendering at ``now`` (default: the current
+        ``time.monotonic()``): interpolated a little in the past, extrapolated a little when
+        snapshots stop. Peers with no snapshot yet are left out."""
+        return self._plane.interpolated(now)
+
+    def stats(self, peer: PeerId) -> PeerStats:
+        """The net_graph of one peer (RTT, jitter, loss, rates, ...); ``KeyError`` if unknown."""
+        return self._plane.stats(peer)
+
+    def all_stats(self) -> dict[PeerId, PeerStats]:
+        """:meth:`stats` of every connected peer."""
+        return self._plane.all_stats()
+
+    def set_conditioner(self, config: ConditionerConfig | None, peer: PeerId | None = None
+                        ) -> None:
+        """Impair links (both directions) from now on: every peer's, or only ``peer``'s.
+
+        ``None`` turns it off. Existing links change at once; new links use it too.
+        """
+        self._plane.set_conditioner(config, peer)
 
     # -- lobby requests -------------------------------------------------------------------
 
@@ -197,7 +298,8 @@ class Mesh(EventStream, DataPlane):
         if self._info is not None:
             raise RuntimeError(f"already in lobby {self._info.code}; call leave() first")
         reply = await lobby.request(request)
-        assert isinstance(reply, p.LobbyState)
+        if not isinstance(reply, p.LobbyState):
+            raise ProtocolError(f"the lobby answered {request.type!r} with {reply.type!r}")
         return reply.lobby
 
     async def host(self, game: str, game_version: str = "", *, max_players: int = 8,
@@ -222,7 +324,8 @@ class Mesh(EventStream, DataPlane):
                            filter: dict[str, Any] | None = None) -> list[p.LobbySummary]:
         """Open public lobbies, fullest first."""
         reply = await self._check_open().request(p.ListLobbies(game=game, filter=filter or {}))
-        assert isinstance(reply, p.LobbyList)
+        if not isinstance(reply, p.LobbyList):
+            raise ProtocolError(f"the lobby answered 'list_lobbies' with {reply.type!r}")
         return reply.lobbies
 
     async def leave(self) -> None:
@@ -234,13 +337,13 @@ class Mesh(EventStream, DataPlane):
         # (the lobby would answer each with "not_in_lobby").
         self._leaving = True
         try:
-            await self._say_bye(list(self._remotes.values()), "left")
+            await self._plane.say_bye(list(self._remotes.values()), "left")
             await lobby.request(p.Leave())
             await self._left_lobby("left")
         finally:
             self._leaving = False
 
-    async def kick(self, peer: p.PeerId) -> None:
+    async def kick(self, peer: PeerId) -> None:
         """Host only: remove ``peer`` from the lobby (it sees itself kicked)."""
         r = self._remotes.get(peer)
         await self._check_open().request(p.Kick(peer=r.lobby_id if r is not None else peer))
@@ -268,9 +371,9 @@ class Mesh(EventStream, DataPlane):
         old = self._info
         self._info = info
         if info is not None and old is not None and old.host != info.host:
-            self._emit(HostChanged(self._key(info.host),
+            self._stream.emit(HostChanged(self._key(info.host),
                                    info.host == self._lobby_client().peer_id))
-        self._emit(LobbyUpdated(info))
+        self._stream.emit(LobbyUpdated(info))
         self._reconcile()
 
     def _on_lobby_message(self, message: p.ServerMessage) -> None:
@@ -281,8 +384,8 @@ class Mesh(EventStream, DataPlane):
             self._set_lobby(message.lobby)
         elif isinstance(message, p.RelayedSignal):
             key = self._key(message.from_)
-            r = self._remotes.get(key) or self._add_remote(key, "?", False)
-            r.inbox.put_nowait(("signal", message.payload))
+            r = self._remotes.get(key) or self._add_remote(key, None, False)
+            r.inbox.put_nowait(Signal(message.payload))
         elif isinstance(message, p.PeerJoined) and info is not None:
             members = [m for m in info.members if m.id != message.peer.id] + [message.peer]
             self._set_lobby(info.model_copy(update={"members": members}))
@@ -295,7 +398,7 @@ class Mesh(EventStream, DataPlane):
             key = self._key(message.peer_id)
             gone = self._remotes.pop(key) if key in self._remotes else None
             if gone is not None:
-                gone.inbox.put_nowait(("leave", message.reason))
+                gone.inbox.put_nowait(Leave(message.reason))
             members = [m for m in info.members if m.id != message.peer_id]
             self._set_lobby(info.model_copy(update={"members": members}))
         elif isinstance(message, p.HostChanged) and info is not None:
@@ -312,15 +415,16 @@ class Mesh(EventStream, DataPlane):
                                           message.code.value)
 
     def _on_lobby_connection(self, connected: bool, welcome: p.Welcome | None) -> None:
-        assert self._lobby_up is not None
-        if not connected:
-            self._lobby_up.clear()
-            self._emit(LobbyConnectionChanged(False, False))
+        lobby_up = self._lobby_up
+        if lobby_up is None:
             return
-        assert welcome is not None
+        if not connected or welcome is None:
+            lobby_up.clear()
+            self._stream.emit(LobbyConnectionChanged(False, False))
+            return
         self._welcome = welcome
-        self._lobby_up.set()
-        self._emit(LobbyConnectionChanged(True, welcome.resumed))
+        lobby_up.set()
+        self._stream.emit(LobbyConnectionChanged(True, welcome.resumed))
         if welcome.resumed:
             if welcome.lobby is not None:
                 self._set_lobby(welcome.lobby)
@@ -330,12 +434,12 @@ class Mesh(EventStream, DataPlane):
             # when the game hosts or joins again they recognise us instead of connecting twice.
             logger.info("lobby session lost; the lobby now knows us as %s", welcome.peer_id)
             self._info = None
-            self._emit(LobbyUpdated(None))
+            self._stream.emit(LobbyUpdated(None))
         if not welcome.resumed:
-            for r in self._live:
-                self._send_control(r, ["alias", welcome.peer_id])
+            for r in self._plane.live:
+                self._plane.send_control(r, ["alias", welcome.peer_id])
 
-    def _on_alias(self, r: Remote, lobby_id: p.PeerId) -> None:
+    def _on_alias(self, r: Remote, lobby_id: PeerId) -> None:
         logger.debug("peer %s is now %s at the lobby", r.id, lobby_id)
         self._aliases[lobby_id] = r.id
         r.lobby_id = lobby_id
@@ -346,15 +450,15 @@ class Mesh(EventStream, DataPlane):
                 twin.task.cancel()
 
     async def _wait_lobby_connected(self) -> None:
-        assert self._lobby_up is not None
-        await self._lobby_up.wait()
+        if self._lobby_up is not None:
+            await self._lobby_up.wait()
 
     async def _left_lobby(self, reason: str) -> None:
         self._info = None
-        await self._say_bye(list(self._remotes.values()), "kicked" if reason == "kicked"
-                            else "left")
+        await self._plane.say_bye(list(self._remotes.values()), "kicked" if reason == "kicked"
+                                  else "left")
         await self._drop_remotes(list(self._remotes), "left")
-        self._emit(LobbyUpdated(None))
+        self._stream.emit(LobbyUpdated(None))
 
     # -- remotes --------------------------------------------------------------------------
 
@@ -368,49 +472,71 @@ class Mesh(EventStream, DataPlane):
             r = self._remotes.get(self._key(member.id))
             if r is None:
                 self._add_remote(member.id, member.name, p.offers_to(me, member))
-            elif r.name == "?":
+            elif r.name is None:
                 r.name = member.name
 
-    def _add_remote(self, peer_id: p.PeerId, name: str, offerer: bool) -> Remote:
-        interp = InterpolationBuffer(lerp=self.config.interpolate)
-        r = Remote(peer_id, name, offerer, PeerState(
-            time.monotonic(), delta=self.config.delta_compression, interpolation=interp),
-            **self._new_lanes())
-        self._remotes[peer_id] = r
-        r.task = asyncio.create_task(supervise(self, r), name=f"netplay-peer-{peer_id}")
-        logger.debug("tracking peer %s (%s), we %s", peer_id, name,
+    def _add_remote(self, peer_id: PeerId, name: str | None, offerer: bool) -> Remote:
+        r = self._plane.add_remote(peer_id, name, offerer)
+        r.task = asyncio.create_task(supervise(self._links, r), name=f"netplay-peer-{peer_id}")
+        logger.debug("tracking peer %s (%s), we %s", peer_id, r.label,
                      "offer" if offerer else "answer")
         return r
 
-    async def _drop_remotes(self, ids: list[p.PeerId], reason: str | None) -> None:
+    async def _drop_remotes(self, ids: list[PeerId], reason: LeaveReason | None) -> None:
         tasks = []
         for peer_id in ids:
             r = self._remotes.pop(peer_id, None)
             if r is None or r.task is None:
                 continue
             if reason is not None:
-                r.inbox.put_nowait(("leave", reason))
+                r.inbox.put_nowait(Leave(reason))
             else:
                 r.task.cancel()
             tasks.append(r.task)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _peer_joined(self, r: Remote, event: PeerJoined) -> None:
-        self._live = (*(x for x in self._live if x is not r), r)
-        self._emit(event)
-
-    def _peer_lost(self, r: Remote, event: PeerLeft) -> None:
-        self._live = tuple(x for x in self._live if x is not r)
-        self._forget_peer_state(r.id)
-        self._emit(event)
-
     def _rtc_ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=list(s.urls), username=s.username,
                                 credential=s.credential) for s in self.config.ice_servers]
-        welcome = getattr(self, "_welcome", None)
+        welcome = self._welcome
         if self.config.use_lobby_ice_servers and welcome is not None:
             servers += [RTCIceServer(urls=list(s.urls), username=s.username,
                                      credential=s.credential) for s in welcome.ice_servers]
         return servers
 
+
+
+class _Links:
+    """What a peer's supervisor may use of its :class:`Mesh` (a
+    :class:`~netplay.remote.LinkOwner`): the lobby as a signal path and the data plane's
+    hooks, nothing else."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+        self._plane = mesh._plane
+        self.config = mesh.config
+        self.ice_servers = mesh._rtc_ice_servers
+        self.lobby_ready = mesh._wait_lobby_connected
+        self.is_open = mesh._is_open
+        self.conditioner_for = self._plane.conditioner_for
+        self.on_frame = self._plane.on_frame
+        self.on_bad = self._plane.on_bad
+        self.kick = self._plane.kick
+        self.joined = self._plane.joined
+        self.lost = self._plane.lost
+
+    async def signal(self, r: Remote, payload: p.SignalPayload) -> None:
+        mesh = self._mesh
+        if mesh.lobby is None or mesh._leaving:  # the lobby would only answer "not_in_lobby"
+            logger.debug("signal to %s not sent: not in a lobby", r.id)
+            return
+        try:
+            await mesh._lobby_client().send(p.Signal(to=r.lobby_id, payload=payload))
+        except (SignalingError, ChannelClosed) as exc:
+            # ChannelClosed: the mesh is closing while this link was (re)connecting.
+            logger.debug("signal to %s not sent: %s", r.id, exc)
+
+    def undelivered(self, r: Remote, count: int) -> None:
+        logger.warning("%d reliable message(s) to %s were never delivered", count, r.id)
+        self._mesh._stream.emit(MessagesUndelivered(r.id, count))

@@ -1,14 +1,18 @@
 """One other member of the lobby: its record and the task that keeps a link to it up.
 
 Every remote peer gets one supervisor task (:func:`supervise`) that owns its
-:class:`~netplay.peer.PeerLink` and handles, strictly one at a time, what the lobby and the link
-report through the remote's ``inbox``:
+:class:`~netplay.peer.PeerLink` and handles, strictly one at a time, the messages that the
+lobby, the data plane and the link post to the remote's ``inbox``:
 
-- ``("signal", payload)``: an offer, answer or candidate relayed by the lobby;
-- ``("open", attempt)`` / ``("down", attempt, why)``: from the link (stale attempts ignored);
-  ``PeerJoined`` itself is reported at once, inside the channel-open callback, so it always
-  precedes the peer's first message;
-- ``("leave", reason)``: the peer left the lobby or said goodbye on the events channel.
+- :class:`Signal`: an offer, answer or candidate relayed by the lobby;
+- :class:`LinkOpen` / :class:`LinkDown`: from the link, or "timed_out" from the data plane's
+  silence check (messages about attempts already abandoned are ignored); ``PeerJoined``
+  itself is reported at once, inside the channel-open callback, so it always precedes the
+  peer's first message;
+- :class:`Leave`: the peer left the lobby or said goodbye.
+
+The supervisor sees its session only through :class:`LinkOwner` (as matchbox hands its
+handshake a ``SignalPeer``: an id plus a sender), never the whole ``Mesh``.
 
 The earlier-joined member offers (:func:`netplay.protocol.offers_to`), so two offers never
 cross. A link that fails is replaced by a fresh ``RTCPeerConnection`` and a new offer with a
@@ -23,26 +27,66 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from ._unpack import UnpackLimits
-from .config import DEFAULT_CHANNELS
 from .congestion import Pacer
-from .errors import ChannelClosed, SignalingError
-from .events import LeaveReason, MessagesUndelivered, PeerJoined, PeerLeft
-from .lanes import Inbound, Outbound, lane_specs
+from .events import LeaveReason
+from .lanes import Inbound, Outbound
 from .peer import PeerLink
-from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId, Signal
+from .protocol import AnswerPayload, CandidatePayload, OfferPayload, PeerId, SignalPayload
 from .state import PeerState
 
 if TYPE_CHECKING:
-    from .mesh import Mesh
+    from aiortc import RTCIceServer
 
-__all__ = ["Remote", "supervise"]
+    from .conditioner import ConditionerConfig
+    from .config import MeshConfig
+
+__all__ = ["Inbox", "Leave", "LinkDown", "LinkOpen", "LinkOwner", "Remote", "Signal",
+           "supervise"]
 
 logger = logging.getLogger(__name__)
+
+
+# -- supervisor messages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An offer, answer or candidate the lobby relayed from the peer."""
+
+    payload: SignalPayload
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOpen:
+    """Connection attempt ``attempt`` opened its data channel."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """Connection attempt ``attempt`` failed or closed (``why``: "timed_out" when the data
+    plane heard nothing for ``disconnect_timeout``)."""
+
+    attempt: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """The peer left the lobby, was kicked, or said goodbye on the link."""
+
+    reason: LeaveReason
+
+
+Message: TypeAlias = Signal | LinkOpen | LinkDown | Leave
+Inbox: TypeAlias = "asyncio.Queue[Message]"
+
+
+# -- the record ---------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -50,11 +94,17 @@ class Remote:
     """Everything this session knows about one other member."""
 
     id: PeerId
-    name: str
+    name: str | None
+    """Display name; ``None`` until the lobby has told us (a signal may come first)."""
     offerer: bool
     """True when we send the offers to this peer."""
     state: PeerState
-    inbox: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
+    outbound: Outbound
+    """Our lanes to this peer: kept across link rebuilds (record ids survive a re-offer)."""
+    inbound: Inbound
+    """This peer's lanes to us: kept across link rebuilds (duplicates are still dropped)."""
+    pacer: Pacer = field(default_factory=Pacer)
+    inbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     link: PeerLink | None = None
     connected: bool = False
     """A link is open (PeerJoined was reported and no PeerLeft since)."""
@@ -62,15 +112,9 @@ class Remote:
     done: bool = False
     """The supervisor gave up or the peer left; the record only waits for the lobby to drop it."""
     task: asyncio.Task[None] | None = None
-    outbound: Outbound = field(default_factory=lambda: Outbound(lane_specs(DEFAULT_CHANNELS)))
-    """Our lanes to this peer: kept across link rebuilds (record ids survive a re-offer)."""
-    inbound: Inbound = field(default_factory=lambda: Inbound(lane_specs(DEFAULT_CHANNELS),
-                                                             UnpackLimits()))
-    """This peer's lanes to us: kept across link rebuilds (duplicates are still dropped)."""
-    pacer: Pacer = field(default_factory=Pacer)
     flush_handle: asyncio.Handle | None = None
     pump_handle: asyncio.Handle | None = None
-    """A scheduled :meth:`DataPlane._pump` (now, or when the pacer or a resend is due)."""
+    """A scheduled pump of the data plane (now, or when the pacer or a resend is due)."""
     pump_at: float = 0.0
     feedback_due: bool = False
     """A snapshot arrived and no datagram went back since (its ack is due)."""
@@ -82,81 +126,127 @@ class Remote:
     def __post_init__(self) -> None:
         self.lobby_id = self.lobby_id or self.id
 
+    @property
+    def label(self) -> str:
+        """The name to show: the display name, or the id while the name is unknown."""
+        return self.name if self.name is not None else self.id
 
-async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
-    def post(*item: Any) -> Callable[..., None]:
-        def put(*args: Any) -> None:
-            r.inbox.put_nowait((*item, *args))
-        return put
 
+# -- what the supervisor needs from its session -------------------------------------------
+
+
+class LinkOwner(Protocol):
+    """The session as a supervisor sees it: configuration, the lobby as a signal path, and
+    the data plane's hooks for a link's frames and fate."""
+
+    @property
+    def config(self) -> MeshConfig: ...
+
+    def ice_servers(self) -> list[RTCIceServer]:
+        """STUN/TURN servers for a new connection."""
+        ...
+
+    def conditioner_for(self, peer: PeerId) -> ConditionerConfig | None:
+        """The link conditioner for a new connection to ``peer``."""
+        ...
+
+    async def signal(self, r: Remote, payload: SignalPayload) -> None:
+        """Relay ``payload`` to ``r`` through the lobby (dropped when that is impossible)."""
+        ...
+
+    async def lobby_ready(self) -> None:
+        """Return once the lobby is reachable (a re-offer needs it)."""
+        ...
+
+    def is_open(self) -> bool:
+        """False once the session is closing."""
+        ...
+
+    def on_frame(self, r: Remote, data: bytes | str) -> None:
+        """A datagram arrived from ``r``."""
+        ...
+
+    def on_bad(self, r: Remote, stream: int, why: str) -> None:
+        """Bad input arrived from ``r`` below the datagram layer."""
+        ...
+
+    def kick(self, r: Remote) -> None:
+        """Something may be sendable to ``r`` now."""
+        ...
+
+    def joined(self, r: Remote) -> None:
+        """``r``'s link opened: report ``PeerJoined``."""
+        ...
+
+    def lost(self, r: Remote, reason: LeaveReason) -> None:
+        """``r`` is gone for now: report ``PeerLeft``."""
+        ...
+
+    def undelivered(self, r: Remote, count: int) -> None:
+        """``r`` is gone for good with ``count`` reliable messages never acknowledged."""
+        ...
+
+
+# -- the supervisor -----------------------------------------------------------------------
+
+
+def _new_link(owner: LinkOwner, r: Remote, attempt: int) -> PeerLink:
     link = PeerLink(
-        r.id, attempt, mesh.config, mesh._rtc_ice_servers(),
-        on_open=lambda: _opened(mesh, r, attempt),
-        on_frame=lambda data: mesh._on_frame(r, data),
-        on_down=post("down", attempt),
-        conditioner=mesh._conditioner_for(r.id),
-        on_bad=lambda index, why: mesh._bad(r, index, why),
+        r.id, attempt, owner.config, owner.ice_servers(),
+        on_open=lambda: _opened(owner, r, attempt),
+        on_frame=lambda data: owner.on_frame(r, data),
+        on_down=lambda why: r.inbox.put_nowait(LinkDown(attempt, why)),
+        conditioner=owner.conditioner_for(r.id),
+        on_bad=lambda index, why: owner.on_bad(r, index, why),
     )
     r.link = link
-    link.on_drain(lambda: mesh._kick(r))
+    link.on_drain(lambda: owner.kick(r))
     return link
 
 
-def _opened(mesh: Mesh, r: Remote, attempt: int) -> None:
+def _opened(owner: LinkOwner, r: Remote, attempt: int) -> None:
     # Runs inside aiortc's channel-open callback, before aiortc can hand us any frame from this
     # link, so PeerJoined always precedes the peer's first MessageReceived. (Through the inbox,
     # the supervisor would report it one loop iteration later, after frames that arrived in
-    # the same batch.) The supervisor still gets "open" to reset its deadline and failures.
+    # the same batch.) The supervisor still gets LinkOpen to reset its deadline and failures.
     link = r.link
     if link is None or link.attempt != attempt or r.connected:
         return
     r.connected = r.ever_reported = True
     r.state.last_heard = time.monotonic()
     r.was_connected = True
-    logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, attempt)
-    mesh._peer_joined(r, PeerJoined(r.id, r.name))
+    logger.info("peer %s (%s) connected (attempt %d)", r.id, r.label, attempt)
+    owner.joined(r)
     r.outbound.resend_all()  # what was in flight on an earlier link goes again (deduplicated)
-    mesh._kick(r)
-    r.inbox.put_nowait(("open", attempt))
+    owner.kick(r)
+    r.inbox.put_nowait(LinkOpen(attempt))
 
 
 async def _drop_link(r: Remote) -> None:
     link, r.link = r.link, None
-    for name in ("flush_handle", "pump_handle"):
-        handle = getattr(r, name)
+    for handle in (r.flush_handle, r.pump_handle):
         if handle is not None:
             handle.cancel()
-            setattr(r, name, None)
+    r.flush_handle = r.pump_handle = None
     if link is not None:
         await link.close()
 
 
-async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
-    if mesh.lobby is None or mesh._leaving:  # the lobby would only answer "not_in_lobby"
-        logger.debug("signal to %s not sent: not in a lobby", r.id)
-        return
-    try:
-        await mesh._lobby_client().send(Signal(to=r.lobby_id, payload=payload))
-    except (SignalingError, ChannelClosed) as exc:
-        # ChannelClosed: our mesh is closing while this link was (re)connecting.
-        logger.debug("signal to %s not sent: %s", r.id, exc)
-
-
-async def _offer(mesh: Mesh, r: Remote, attempt: int) -> None:
-    link = await _new_link(mesh, r, attempt)
+async def _offer(owner: LinkOwner, r: Remote, attempt: int) -> None:
+    link = _new_link(owner, r, attempt)
     offer = await link.make_offer()
     logger.debug("offer to %s (attempt %d)", r.id, attempt)
-    await _send_signal(mesh, r, offer)
+    await owner.signal(r, offer)
 
 
-def _lost(mesh: Mesh, r: Remote, reason: LeaveReason) -> None:
+def _lost(owner: LinkOwner, r: Remote, reason: LeaveReason) -> None:
     if r.connected:
         r.connected = False
-        logger.info("peer %s (%s) left: %s", r.id, r.name, reason)
-        mesh._peer_lost(r, PeerLeft(r.id, reason))
+        logger.info("peer %s (%s) left: %s", r.id, r.label, reason)
+        owner.lost(r, reason)
 
 
-async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
+async def _handle_signal(owner: LinkOwner, r: Remote, payload: SignalPayload) -> bool:
     """Apply a relayed signal; True when it started a new connection attempt."""
     link = r.link
     if isinstance(payload, OfferPayload):
@@ -167,11 +257,11 @@ async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
             logger.debug("ignoring repeated offer %d from %s", payload.attempt, r.id)
             return False
         if link is not None:
-            _lost(mesh, r, "connection_failed")
+            _lost(owner, r, "connection_failed")
             await _drop_link(r)
-        link = await _new_link(mesh, r, payload.attempt)
+        link = _new_link(owner, r, payload.attempt)
         answer = await link.accept_offer(payload)
-        await _send_signal(mesh, r, answer)
+        await owner.signal(r, answer)
         return True
     if link is None or link.attempt != payload.attempt:
         logger.debug("ignoring %s for attempt %d from %s", payload.kind, payload.attempt, r.id)
@@ -183,77 +273,84 @@ async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
     return False
 
 
-def _give_up(mesh: Mesh, r: Remote) -> None:
+def _give_up(owner: LinkOwner, r: Remote) -> None:
     if not r.ever_reported:
         r.ever_reported = True
-        mesh._peer_lost(r, PeerLeft(r.id, "connection_failed"))
+        owner.lost(r, "connection_failed")
 
 
-async def supervise(mesh: Mesh, r: Remote) -> None:
+async def _next(r: Remote, deadline: float | None) -> Message | None:
+    """The next inbox message, or ``None`` when ``deadline`` (monotonic) passed first."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        async with asyncio.timeout(timeout):
+            return await r.inbox.get()
+    except TimeoutError:
+        return None
+
+
+async def supervise(owner: LinkOwner, r: Remote) -> None:
     """Keep a link to ``r`` up until it leaves, we give up, or the task is cancelled."""
-    config = mesh.config
+    config = owner.config
     failures = 0
     attempt = 0
     try:
         if r.offerer:
-            await _offer(mesh, r, attempt)
+            await _offer(owner, r, attempt)
         deadline: float | None = time.monotonic() + config.connect_timeout
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                async with asyncio.timeout(timeout):
-                    item = await r.inbox.get()
-            except TimeoutError:
-                item = ("timeout",)
-            kind = item[0]
-            if kind == "leave":
-                _lost(mesh, r, item[1])
-                return
-            if kind == "signal":
-                try:
-                    if await _handle_signal(mesh, r, item[1]):
-                        attempt = item[1].attempt
-                        deadline = time.monotonic() + config.connect_timeout
-                except Exception as exc:  # a malformed SDP must not kill the supervisor
-                    logger.warning("bad signal from %s: %s", r.id, exc)
-                continue
+            message = await _next(r, deadline)
             link = r.link
-            if kind != "timeout" and (link is None or item[1] != link.attempt):
-                continue  # from an attempt we already abandoned
-            if kind == "open":  # already reported by _opened
-                failures = 0
-                deadline = None
-                continue
-            # "down" from the link, or no link opened before the deadline
-            why = item[2] if kind == "down" else "connect timeout"
+            match message:
+                case Leave(left):
+                    _lost(owner, r, left)
+                    return
+                case Signal(payload):
+                    try:
+                        if await _handle_signal(owner, r, payload):
+                            attempt = payload.attempt
+                            deadline = time.monotonic() + config.connect_timeout
+                    except Exception as exc:  # a malformed SDP must not kill the supervisor
+                        logger.warning("bad signal from %s: %s", r.id, exc)
+                    continue
+                case LinkOpen(opened) if link is not None and opened == link.attempt:
+                    failures = 0  # PeerJoined was already reported by _opened
+                    deadline = None
+                    continue
+                case LinkDown(down, why) if link is not None and down == link.attempt:
+                    pass
+                case None:
+                    why = "connect timeout"  # no link opened before the deadline
+                case _:
+                    continue  # about an attempt we already abandoned
             reason: LeaveReason = "timed_out" if why == "timed_out" else "connection_failed"
             logger.info("link to %s (attempt %d) failed: %s", r.id, attempt, why)
             if link is not None and not link.opened:
                 link.explain_failure()  # one WARNING when ICE had no pair to try
-            _lost(mesh, r, reason)
+            _lost(owner, r, reason)
             await _drop_link(r)
             failures += 1
             if failures > config.reconnect_attempts:
                 break
-            await mesh._wait_lobby_connected()
+            await owner.lobby_ready()
             if r.offerer:
                 attempt += 1
-                await _offer(mesh, r, attempt)
+                await _offer(owner, r, attempt)
             deadline = time.monotonic() + config.connect_timeout
-        logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.name, failures)
-        _give_up(mesh, r)
+        logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.label,
+                    failures)
+        _give_up(owner, r)
     except Exception:
-        if mesh._is_open():
+        if owner.is_open():
             logger.exception("link to %s failed unexpectedly", r.id)
-        else:  # the mesh closed under a link that was still connecting: nothing to report
+        else:  # the session closed under a link that was still connecting: nothing to report
             logger.debug("link to %s stopped by close", r.id, exc_info=True)
-        _lost(mesh, r, "connection_failed")
-        _give_up(mesh, r)
+        _lost(owner, r, "connection_failed")
+        _give_up(owner, r)
     finally:
         r.done = True
         with contextlib.suppress(Exception):
             await _drop_link(r)
         lost = r.outbound.undelivered - r.outbound.pending(0)  # the game's, not our control
-        if lost and mesh._is_open():
-            logger.warning("%d reliable message(s) to %s were never delivered", lost, r.id)
-            mesh._emit(MessagesUndelivered(r.id, lost))
+        if lost and owner.is_open():
+            owner.undelivered(r, lost)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import queue
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from . import protocol as p
 from . import wire
+from .conditioner import ConditionerConfig
 from .config import MeshConfig
 from .errors import ChannelClosed
 from .events import Event
@@ -59,7 +59,7 @@ class SyncChannel:
 
     def __init__(self, net: SyncMesh, name: str) -> None:
         self._net = net
-        self._channel = net._mesh.channel(name)
+        self._channel = net._plane.channel(name)
 
     @property
     def name(self) -> str:
@@ -78,10 +78,10 @@ class SyncChannel:
         if self._channel.config.is_reliable:
             return self._net._send_payload(self._channel.index, packed, to)
         self._net._live_loop()
-        mesh = self._net._mesh
-        mesh._check_size(packed, reliable=False)
-        addressed = bool(mesh._targets(to))
-        self._net._soon(mesh._send_unreliable, self._channel.index, wire.unpack_body(packed), to)
+        plane = self._net._plane
+        plane.check_size(packed, reliable=False)
+        addressed = bool(plane.targets(to))
+        self._net._soon(plane.send_unreliable, self._channel.index, wire.unpack_body(packed), to)
         return addressed
 
     def receive(self) -> list[Received]:
@@ -95,8 +95,10 @@ class SyncMesh:
     def __init__(self, config: MeshConfig, *, use_uvloop: bool | None = None) -> None:
         self.config = config
         self._mesh = Mesh(config)
-        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._mesh._sink = self._events.put
+        # The facade's friends: the mesh's event stream (drained from the game's thread) and
+        # data plane (sends checked here, handed to the loop thread).
+        self._stream = self._mesh._stream
+        self._plane = self._mesh._plane
         self._use_uvloop = use_uvloop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -194,28 +196,33 @@ class SyncMesh:
 
     def _send_payload(self, index: int, payload: bytes, to: PeerId | None) -> bool:
         self._live_loop()  # RuntimeError before start, ChannelClosed after close
-        mesh = self._mesh
-        mesh._check_size(payload, reliable=True)  # raised here, in the game's thread
-        addressed = bool(mesh._targets(to, reconnecting=True))
-        self._soon(mesh._send_reliable_payload, index, payload, to)
+        plane = self._plane
+        plane.check_size(payload, reliable=True)  # raised here, in the game's thread
+        addressed = bool(plane.targets(to, reconnecting=True))
+        self._soon(plane.send_reliable, index, payload, to)
         return addressed
 
     # -- lobby (futures) ------------------------------------------------------------------
 
-    def host(self, game: str, game_version: str = "", **kwargs: Any
-             ) -> concurrent.futures.Future[p.LobbyInfo]:
+    def host(self, game: str, game_version: str = "", *, max_players: int = 8,
+             public: bool = True, password: str | None = None,
+             metadata: dict[str, Any] | None = None) -> concurrent.futures.Future[p.LobbyInfo]:
         """Create a lobby (see :meth:`Mesh.host`); returns a Future of its state."""
-        return self._submit(self._mesh.host(game, game_version, **kwargs))
+        return self._submit(self._mesh.host(game, game_version, max_players=max_players,
+                                            public=public, password=password,
+                                            metadata=metadata))
 
     def join(self, code: str, password: str | None = None
              ) -> concurrent.futures.Future[p.LobbyInfo]:
         """Join a lobby by code; returns a Future of its state."""
         return self._submit(self._mesh.join(code, password))
 
-    def quick_match(self, game: str, game_version: str = "", **kwargs: Any
+    def quick_match(self, game: str, game_version: str = "", *, max_players: int = 8,
+                    filter: dict[str, Any] | None = None
                     ) -> concurrent.futures.Future[p.LobbyInfo]:
-        """Quick-match; returns a Future of the lobby's state."""
-        return self._submit(self._mesh.quick_match(game, game_version, **kwargs))
+        """Quick-match (see :meth:`Mesh.quick_match`); returns a Future of the lobby's state."""
+        return self._submit(self._mesh.quick_match(game, game_version,
+                                                   max_players=max_players, filter=filter))
 
     def list_lobbies(self, game: str | None = None, filter: dict[str, Any] | None = None
                      ) -> concurrent.futures.Future[list[p.LobbySummary]]:
@@ -251,12 +258,7 @@ class SyncMesh:
 
     def poll(self) -> list[Event]:
         """Every event since the last call, oldest first. Never blocks."""
-        out = []
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        return self._stream.drain()
 
     def send_state(self, state: Any, to: PeerId | None = None, *, tick: int | None = None
                    ) -> bool:
@@ -270,9 +272,9 @@ class SyncMesh:
             raise TypeError("tick must be an int")
         packed = wire.pack_body(state)  # checked and copied in this thread
         self._live_loop()
-        self._mesh._check_size(packed, reliable=False)
-        addressed = bool(self._mesh._targets(to))
-        self._soon(self._mesh._queue_state, wire.unpack_body(packed), to, tick, packed)
+        self._plane.check_size(packed, reliable=False)
+        addressed = bool(self._plane.targets(to))
+        self._soon(self._plane.queue_state, wire.unpack_body(packed), to, tick, packed)
         return addressed
 
     def send_event(self, event: Any, to: PeerId | None = None) -> bool:
@@ -304,7 +306,8 @@ class SyncMesh:
         """The net_graph of every connected peer."""
         return self._mesh.all_stats()
 
-    def set_conditioner(self, config: Any, peer: PeerId | None = None) -> None:
+    def set_conditioner(self, config: ConditionerConfig | None, peer: PeerId | None = None
+                        ) -> None:
         """Change the link conditioner (see :meth:`Mesh.set_conditioner`)."""
         self._soon(self._mesh.set_conditioner, config, peer)
 

@@ -285,8 +285,7 @@ async def test_connection_that_never_opens_is_reported_once_and_released(lobby: 
             await eventually(lambda r=r: r.done and r.link is None)
         for m in (a, b):
             assert m.peers == []
-            assert not [e for e in m._events
-                        if isinstance(e, netplay.PeerLeft | netplay.PeerJoined)]
+            assert not m._stream.peek(netplay.PeerLeft) and not m._stream.peek(netplay.PeerJoined)
 
 
 async def test_game_supplied_interpolation(lobby: Any) -> None:

@@ -28,8 +28,10 @@ async def test_peer_joined_always_precedes_that_peers_first_message(lobby: Any) 
                                                                   conditioner=delayed)))
                       for i in range(4)]
             logs: list[list[netplay.Event]] = [[] for _ in meshes]
-            for mesh, log in zip(meshes, logs, strict=True):
-                mesh._sink = log.append  # every event, in emission order (as SyncMesh sees them)
+
+            def collect() -> None:  # every event, in emission order (as SyncMesh.poll sees them)
+                for mesh, log in zip(meshes, logs, strict=True):
+                    log.extend(mesh._stream.drain())
 
             async def chatter(mesh: Mesh) -> None:
                 while True:
@@ -42,9 +44,9 @@ async def test_peer_joined_always_precedes_that_peers_first_message(lobby: Any) 
                 for mesh in meshes[1:]:
                     await mesh.join(info.code)
                 async with asyncio.timeout(20):  # everyone got messages from all three others
-                    while any(len({e.peer_id for e in log
-                                   if isinstance(e, netplay.MessageReceived)}) < 3
-                              for log in logs):
+                    while collect() or any(len({e.peer_id for e in log
+                                                if isinstance(e, netplay.MessageReceived)}) < 3
+                                           for log in logs):
                         await asyncio.sleep(0.01)
             finally:
                 for task in tasks:

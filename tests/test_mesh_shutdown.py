@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -79,13 +78,11 @@ async def test_a_signal_from_a_link_still_connecting_after_close_is_dropped_quie
     # Mesh.close marks the mesh closed, then says goodbye for a moment; a supervisor that
     # re-offers in that window must not raise "the Mesh is closed" out of its task.
     from netplay.protocol import OfferPayload
-    from netplay.remote import Remote, _send_signal
-    from netplay.state import PeerState
 
     mesh = Mesh(config(lobby, "closing"))
     async with mesh:
         await mesh.host(game="close-race")
-    remote = Remote("someone", "x", offerer=True, state=PeerState(time.monotonic()))
-    with caplog.at_level(logging.DEBUG, logger="netplay.remote"):
-        await _send_signal(mesh, remote, OfferPayload(sdp="v=0"))
+    remote = mesh._plane.add_remote("someone", "x", offerer=True)
+    with caplog.at_level(logging.DEBUG, logger="netplay.mesh"):
+        await mesh._links.signal(remote, OfferPayload(sdp="v=0"))
     assert "signal to someone not sent: the Mesh is closed" in caplog.text
