@@ -82,13 +82,16 @@ def _window(args: argparse.Namespace, net: NetSession, lobby_url: str) -> None:
         return lobby_screen.MainMenu(ctx)
 
     def shot_ready(screen: Any) -> bool:
-        # A lively frame: every bot in the arena, a few seconds in, some points scored.
+        # A lively frame: every bot in the arena, a few seconds in, some points scored, you
+        # playing (no "you were tagged" banner over the arena); one bot may be tagged (its
+        # ghost shows).
         if not isinstance(screen, PlayScreen):
             return False
         world = screen.match.world
+        tagged = sum(1 for p in world.players.values() if not p.alive)
         return (len(world.players) >= 1 + args.bots and world.time >= SHOT_AFTER
-                and all(p.alive for p in world.players.values())
-                and len(world.pickups) >= 2 and bool(world.bullets)
+                and world.local is not None and world.local.alive and tagged <= 1
+                and len(world.pickups) >= 1 and bool(world.bullets)
                 and sum(p.score for p in world.players.values()) >= args.bots)
 
     try:
