@@ -100,6 +100,15 @@ def test_json_and_screenshot_need_the_right_mode() -> None:
                           "--screenshot draws the window: leave out --headless")
 
 
+def test_a_screenshot_needs_a_png_in_an_existing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    assert_one_line_error(demo("--screenshot", str(missing / "shot.png")),
+                          f"argument --screenshot: the directory {missing} does not exist")
+    assert_one_line_error(demo("--screenshot", str(tmp_path / "shot.jpg")),
+                          f"argument --screenshot: expected a file name ending in .png, got "
+                          f"'{tmp_path / 'shot.jpg'}'")
+
+
 def test_an_unknown_ice_host_is_named_by_the_flag() -> None:
     proc = demo("--headless", "--lobby", "ws://127.0.0.1:9/ws", "--ice-host", "bogus")
     assert "Traceback" not in proc.stderr, proc.stderr

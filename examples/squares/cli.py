@@ -149,6 +149,16 @@ def display_name(text: str) -> str:
     return name
 
 
+def png_path(text: str) -> str:
+    """Where ``--screenshot`` writes: a ``.png`` file in a directory that exists."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .png, got {text!r}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the directory {folder} does not exist")
+    return text
+
+
 def lobby_code(text: str) -> str:
     """A lobby code as the host's screen shows it (letters and digits)."""
     code = text.strip().upper()
@@ -199,7 +209,7 @@ def build_parser(description: str) -> DemoParser:
                         help="play for S seconds (above 0), then leave")
     parser.add_argument("--json", action="store_true",
                         help="headless: print JSON lines, the summary last")
-    parser.add_argument("--screenshot", metavar="PATH",
+    parser.add_argument("--screenshot", metavar="PATH", type=png_path,
                         help="host a match (with --bots), let a bot play for you and save the "
                              "frame as a PNG (use with --seconds)")
     parser.add_argument("--net-graph", action="store_true", help="start with the net graph on")
