@@ -10,9 +10,10 @@ What does it show you about netplay?
 Controls: arrows / WASD move, space tags (shoots in the direction you last moved), F3 net graph,
 F4 network preset (off, good, mobile, awful), Esc leaves.
 
-``netplay-demo`` with no ``--lobby`` starts a lobby inside this process; ``--bots N`` adds N computer
-players as separate processes that join it as real peers. ``--headless`` plays as a bot without a
-window; with ``--json`` it prints a JSON summary as its last line.
+``netplay-demo`` with no ``--lobby`` starts a lobby inside this process; ``--bots N`` adds N
+computer players as separate processes that join it as real peers. ``--headless`` plays as a bot
+without a window (hosting with ``--bots``, else quick matching); with ``--json`` it prints a JSON
+summary as its last line. The flags and their checks are in :mod:`netplay_demo.cli`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Game rules of Squares: pure data and functions, no pygame and no netplay.
 
 The arena is a rectangle with a few fixed walls. Every player moves a coloured square and shoots
-"tag" bolts in the direction it last moved. Each peer simulates only its own player (``World.local``)
-and learns the others' positions from their state snapshots. Everything that must happen exactly
-once travels as a reliable event, and exactly one peer decides it:
+"tag" bolts in the direction it last moved. Each peer simulates only its own player
+(``World.local``) and learns the others' positions from their state snapshots. Everything that
+must happen exactly once travels as a reliable event, and exactly one peer decides it:
 
 ``shot``     the shooter announces a bolt; every peer flies it locally.
 ``hit``      the *victim* decides it was tagged (it knows its own position exactly) and tells
-             everyone; the shooter scores a point, the victim respawns after a moment.
+             everyone; the shooter scores a point, the victim respawns after RESPAWN_TIME
+             (every peer counts it down, and keeps the victim tagged until then).
 ``pickup``   the *host* spawns a gem and announces it.
 ``claim``    a player touching a gem asks the host for it.
 ``taken``    the host grants the gem to the first claimant; the taker scores a point.
