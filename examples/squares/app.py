@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 HEADLESS_FPS = 30
 WINDOW_FPS = 60
 REQUEST_TIMEOUT = 30.0
+BOTS_TIMEOUT = 60.0
+"""Seconds a headless host waits for its ``--bots`` to join before it starts without them."""
 STATUS_EVERY = 1.0
 
 
@@ -114,20 +116,53 @@ def _wait(predicate: Callable[[], bool], timeout: float, stopper: Stopper, what:
 
 
 def lobby_request(net: NetSession, args: argparse.Namespace) -> tuple[str, Future[Any]]:
-    """Start what ``--join``/``--quick``/``--host`` asks for: (what it is, its future)."""
-    if args.join:
+    """Start what ``args.role`` asks for (``join``, ``quick`` or ``host``): (what, its future)."""
+    if args.role == "join":
         return f"joining {args.join}", net.join(args.join)
-    if args.quick:
+    if args.role == "quick":
         return "looking for a match", net.quick_match(max_players=args.max_players)
     return "hosting a lobby", net.host(public=not args.private, max_players=args.max_players)
 
 
-def run_headless(net: NetSession, args: argparse.Namespace,
-                 announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Join or host as ``args`` says, play as a bot until ``--seconds`` or a signal, summarise.
+def _start_when_ready(net: NetSession, args: argparse.Namespace, stopper: Stopper,
+                      bots: BotProcesses) -> None:
+    """Enter the match: a host starts it once ``--start-at`` players are in (the ``--bots``
+    count: if they are late, it starts anyway after BOTS_TIMEOUT); others wait for the host."""
+    lobby = net.lobby
+    if lobby is not None and lobby.host == net.peer_id and not lobby.started:
+        def enough() -> bool:
+            lobby = net.lobby
+            return lobby is not None and len(lobby.members) >= args.start_at
 
-    ``announce`` receives ``{"lobby": code, "peer_id": id, "host": id}`` as soon as we are in
-    the lobby, then ``{"status": summary}`` every second of the match (progress for watchers).
+        if bots.count:
+            try:
+                _wait(enough, BOTS_TIMEOUT, stopper, "waiting for the bots")
+            except TimeoutError:
+                have = len(net.lobby.members) - 1 if net.lobby else 0
+                logger.warning("only %d of %d bots joined within %.0f s; starting anyway",
+                               have, bots.count, BOTS_TIMEOUT)
+        else:
+            _wait(enough, REQUEST_TIMEOUT, stopper, "waiting for players")
+        net.start_match()
+        return
+
+    def started() -> bool:
+        lobby = net.lobby
+        return lobby is not None and (lobby.started or lobby.host == net.peer_id)
+
+    _wait(started, 3600, stopper, "waiting for the host to start")
+    if net.lobby is not None and not net.lobby.started:
+        net.start_match()
+
+
+def run_headless(net: NetSession, args: argparse.Namespace, lobby_url: str,
+                 announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Enter a lobby as ``args.role`` says, start the ``--bots`` in it, play as a bot until
+    ``--seconds`` or a signal, and summarise.
+
+    ``announce`` receives ``{"lobby": code, "peer_id": id, "host": id, "role": role, "bots": n}``
+    as soon as we are in the lobby, then ``{"status": summary}`` every second of the match
+    (progress for watchers).
     """
     stopper = Stopper(args.parent_pid)
     stopper.install()
@@ -136,25 +171,22 @@ def run_headless(net: NetSession, args: argparse.Namespace,
     request.result()
     lobby = net.lobby
     assert lobby is not None
-    announce({"lobby": lobby.code, "peer_id": net.peer_id, "host": lobby.host})
-    # The waits read the lobby state only: the network events wait in the queue for the match
-    # (a peer already playing may greet us before we see that the match started).
-    if lobby.host == net.peer_id and not lobby.started:
-        def enough() -> bool:
-            lobby = net.lobby
-            return lobby is not None and len(lobby.members) >= args.start_at
+    announce({"lobby": lobby.code, "peer_id": net.peer_id, "host": lobby.host,
+              "role": args.role, "bots": args.bots})
+    bots = BotProcesses(args.bots, lobby_url)
+    try:
+        bots.launch(lobby.code)
+        # The waits read the lobby state only: the network events wait in the queue for the
+        # match (a peer already playing may greet us before we see that the match started).
+        _start_when_ready(net, args, stopper, bots)
+        return _play(net, args, stopper, announce)
+    finally:
+        bots.stop()
 
-        _wait(enough, REQUEST_TIMEOUT, stopper, "waiting for players")
-        net.start_match()
-    else:
-        def started() -> bool:
-            lobby = net.lobby
-            return lobby is not None and (lobby.started or lobby.host == net.peer_id)
 
-        _wait(started, 3600, stopper, "waiting for the host to start")
-        if net.lobby is not None and not net.lobby.started:
-            net.start_match()
-    match = Match(net, seed=args.seed)
+def _play(net: NetSession, args: argparse.Namespace, stopper: Stopper,
+          announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    match = Match(net, seed=args.seed, role=args.role, bots=args.bots)
     bot = Bot(rng=random.Random(args.seed))
     dt = 1 / HEADLESS_FPS
     end = time.monotonic() + args.seconds if args.seconds else float("inf")

@@ -1,13 +1,14 @@
 """Game rules of Squares: pure data and functions, no pygame and no netplay.
 
 The arena is a rectangle with a few fixed walls. Every player moves a coloured square and shoots
-"tag" bolts in the direction it last moved. Each peer simulates only its own player (``World.local``)
-and learns the others' positions from their state snapshots. Everything that must happen exactly
-once travels as a reliable event, and exactly one peer decides it:
+"tag" bolts in the direction it last moved. Each peer simulates only its own player
+(``World.local``) and learns the others' positions from their state snapshots. Everything that
+must happen exactly once travels as a reliable event, and exactly one peer decides it:
 
 ``shot``     the shooter announces a bolt; every peer flies it locally.
 ``hit``      the *victim* decides it was tagged (it knows its own position exactly) and tells
-             everyone; the shooter scores a point, the victim respawns after a moment.
+             everyone; the shooter scores a point, the victim respawns after RESPAWN_TIME
+             (every peer counts it down, and keeps the victim tagged until then).
 ``pickup``   the *host* spawns a gem and announces it.
 ``claim``    a player touching a gem asks the host for it.
 ``taken``    the host grants the gem to the first claimant; the taker scores a point.
@@ -131,6 +132,10 @@ class Player:
     cooldown: float = 0.0
     tags: int = 0
     """Times this player was tagged (local bookkeeping for the scoreboard)."""
+    tagged_by: str = ""
+    """Who tagged this player last (a peer id), for "You were tagged by ..."."""
+    tagged_at: tuple[float, float] | None = None
+    """Where this player was tagged last, where its ghost shows until it respawns."""
 
 
 @dataclass
@@ -328,7 +333,12 @@ def apply_remote_state(world: World, peer_id: str, state: Mapping[str, Any]) -> 
         player.aim_x = float(state.get("ax", player.aim_x))
         player.aim_y = float(state.get("ay", player.aim_y))
         player.score = round(float(state.get("s", player.score)))
-        player.alive = bool(round(float(state.get("al", 1))))
+        alive = bool(round(float(state.get("al", 1))))
+        # A "hit" event may arrive before the snapshots that show the tag: the player stays
+        # tagged for its respawn countdown, whatever the (older) snapshots still say.
+        player.alive = alive and player.respawn_in <= 0
+        if player.alive:
+            player.tagged_at = None
         player.shield = 1.0 if round(float(state.get("sh", 0))) else 0.0
     except (KeyError, TypeError, ValueError):
         logger.debug("ignoring malformed state from %s: %r", peer_id, state)
@@ -408,6 +418,8 @@ def _tagged(world: World, victim: Player, shooter_id: str) -> None:
     victim.alive = False
     victim.respawn_in = RESPAWN_TIME
     victim.tags += 1
+    victim.tagged_by = shooter_id
+    victim.tagged_at = (victim.x, victim.y)
     if victim.id == world.me:
         # Move to the respawn spot at once: while dead we are not drawn, so the others'
         # interpolation never slides the square across the arena.
@@ -481,6 +493,9 @@ def step(world: World, inputs: Mapping[str, int], dt: float) -> list[Outgoing]:
         player = world.players.get(peer_id)
         if player is not None:
             out.extend(_simulate_player(world, player, controls, dt))
+    for player in world.players.values():
+        if player.id not in inputs and not player.alive:
+            player.respawn_in = max(0.0, player.respawn_in - dt)  # the countdown shown
     out.extend(_fly_bullets(world, inputs.keys(), dt))
     for peer_id in inputs:
         player = world.players.get(peer_id)

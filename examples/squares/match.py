@@ -50,8 +50,13 @@ def leave_text(name: str, reason: str) -> str:
 class Match:
     """The world of one peer plus what it needs to talk to the others."""
 
-    def __init__(self, net: NetSession, seed: int | None = None) -> None:
+    def __init__(self, net: NetSession, seed: int | None = None, role: str = "",
+                 bots: int = 0) -> None:
         self.net = net
+        self.role = role
+        """How we entered the lobby (``host``, ``join``, ``quick``), for the summary."""
+        self.bots = bots
+        """``--bots`` processes this player started, for the summary."""
         lobby = net.lobby
         host = lobby.host if lobby else net.peer_id
         self.world = game.World(me=net.peer_id, host_id=host, rng=random.Random(seed))
@@ -174,22 +179,28 @@ class Match:
                        show_net_graph=show_net_graph, net_rows=rows, help_lines=help_lines)
 
     def summary(self) -> dict[str, Any]:
-        """The headless ``--json`` report."""
+        """The headless ``--json`` report (docs/demo.md describes every field).
+
+        Times are in milliseconds with one decimal, shares (loss) with four.
+        """
         self.net.count_snapshots()
         counters = self.net.counters
         stats = {}
         for peer_id in counters.peers_seen:
             link = self.net.link(peer_id)
-            stats[peer_id] = {"rtt_ms": link.rtt_ms, "loss": link.loss,
-                              "jitter_ms": link.jitter_ms}
+            stats[peer_id] = {"rtt_ms": _round(link.rtt_ms, 1), "loss": _round(link.loss, 4),
+                              "jitter_ms": _round(link.jitter_ms, 1)}
         me = self.world.local
         return {
             "peer_id": self.world.me,
             "name": me.name if me else "",
+            "role": self.role,
             "lobby": self.code,
             "host": self.world.host_id,
+            "bots": self.bots,
             "peers_seen": list(counters.peers_seen),
             "peers_connected": self.net.peers,
+            "names": {peer: self.net.name_of(peer) for peer in counters.peers_seen},
             "snapshots_received": dict(counters.snapshots),
             "events_received": dict(counters.events),
             "events_by_kind": {peer: dict(kinds) for peer, kinds in self.event_kinds.items()},
@@ -202,7 +213,12 @@ class Match:
             "score": me.score if me else 0,
             "scores": {p.id: p.score for p in self.world.players.values()},
             "frames": self.frames,
+            "seconds": round(self.world.time, 1),
             "gems": len(self.world.pickups),
             "gems_spawned": dict(self.world.gems_spawned),
             "notices": list(self.notices),
         }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -21,6 +21,7 @@ from typing import Any
 
 import netplay
 from netplay.conditioner import ConditionerConfig
+from netplay.errors import LobbyUnavailable
 from netplay.errors import NetplayError as NetError
 from netplay.events import HostChanged, LobbyUpdated, MessageReceived, PeerJoined, PeerLeft
 
@@ -32,6 +33,7 @@ __all__ = [
     "LinkNumbers",
     "LobbyChanged",
     "LobbyRow",
+    "LobbyUnavailable",
     "LobbyView",
     "MessageReceived",
     "NetError",
@@ -39,6 +41,7 @@ __all__ = [
     "NetSession",
     "PeerJoined",
     "PeerLeft",
+    "unreachable_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,6 +132,24 @@ def conditioner_for(preset: str, lag_ms: float = 0.0, loss: float = 0.0
     if preset == "off":
         return None
     return ConditionerConfig.preset(preset)
+
+
+def unreachable_reason(exc: LobbyUnavailable) -> str:
+    """Why the lobby could not be reached, in words that say what to check.
+
+    Built from the exception's cause (the socket or HTTP error), not from netplay's message.
+    """
+    cause = exc.__cause__
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    if isinstance(status, int):
+        if 400 <= status < 500:
+            return f"the server answered HTTP {status} (is the path /ws?)"
+        return f"the server answered HTTP {status}"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (is a netplay-lobby running at that address and port?)"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"{cause.strerror} (check the host name and port)"
+    return str(cause or exc)
 
 
 class NetSession:
