@@ -36,7 +36,7 @@ from typing import Any
 import msgpack
 
 from netplay.errors import ProtocolError
-from netplay.seq import SEQ_HALF, SEQ_MOD, is_seq, seq_diff, seq_gt
+from netplay.seq import SEQ_HALF, forward, is_seq, newer, seq_diff, seq_gt
 
 __all__ = [
     "STALE",
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 Delta = Any
 """A delta: a msgpack-serialisable op, as described in the module docstring."""
 
-_SEQ_MASK = SEQ_MOD - 1
 _REPLACE = 0
 _LIST_PATCH = 1
 _SAME = object()  # diff's internal "unchanged" marker; never leaves this module
@@ -284,14 +283,14 @@ class DeltaEncoder:
         ``copy=False`` only for a state that will never be mutated (for example one copy shared
         by the encoders of all receivers).
         """
-        if type(seq) is not int or not 0 <= seq < SEQ_MOD:  # is_seq(), written out
+        if not is_seq(seq):
             raise ValueError(f"sequence number must be an int in 0..65535, got {seq!r}")
         last = self._last_seq
-        if last is not None and not 0 < (seq - last) & _SEQ_MASK < SEQ_HALF:  # seq_gt()
+        if last is not None and not newer(seq, last):
             raise ValueError(f"sequence numbers must increase: {seq} after {last}")
         self._last_seq = seq
         sent = self._sent
-        if sent and (seq - next(iter(sent))) & _SEQ_MASK > self.max_baseline_age:
+        if sent and forward(seq, next(iter(sent))) > self.max_baseline_age:
             self._prune(seq)  # only when the oldest held state is too old
         sent[seq] = copy_state(state) if copy else state
         baseline = self._acked
@@ -379,7 +378,7 @@ class DeltaDecoder:
         to be kept is stale, not malformed: :data:`STALE` is returned (reordering beyond
         ``history``).
         """
-        if type(seq) is not int or not 0 <= seq < SEQ_MOD:
+        if not is_seq(seq):
             _check_seq(seq, "snapshot seq")
         if baseline is None:
             state = body
@@ -397,12 +396,12 @@ class DeltaDecoder:
         limit = self.history
         states = self._states
         newest = self._newest
-        if newest is None or 0 < (seq - newest) & _SEQ_MASK < SEQ_HALF:  # seq_gt(seq, newest)
+        if newest is None or newer(seq, newest):
             self._newest = seq
             states[seq] = state
             # ((seq - s) mod 2**16) <= limit  <=>  0 <= seq_diff(seq, s) <= limit. The dict
             # is kept oldest first, so the states to forget are at its front.
-            while (seq - (old := next(iter(states)))) & _SEQ_MASK > limit:
+            while forward(seq, (old := next(iter(states)))) > limit:
                 del states[old]
         elif 0 <= seq_diff(newest, seq) <= limit:
             # A late one: still a baseline the sender may use. Keep the dict oldest first.
@@ -410,7 +409,7 @@ class DeltaDecoder:
             states[seq] = state
             if late:
                 self._states = dict(sorted(states.items(),
-                                           key=lambda item: -((newest - item[0]) & _SEQ_MASK)))
+                                           key=lambda item: -forward(newest, item[0])))
         if not copy or type(state) in _ATOMS:
             return state
         return copy_state(state)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from .protocol import LobbyInfo, PeerId
+from .protocol import LobbyInfo, LobbyLeaveReason, PeerId
 
 __all__ = [
     "Event",
@@ -32,9 +32,7 @@ __all__ = [
     "PeerLeft",
 ]
 
-LeaveReason: TypeAlias = Literal[
-    "left", "kicked", "timed_out", "connection_failed", "disconnected"
-]
+LeaveReason: TypeAlias = Literal[LobbyLeaveReason, "connection_failed"]
 """Why a peer left:
 
 - ``"left"``: it left the lobby or closed its session;

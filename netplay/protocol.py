@@ -70,6 +70,7 @@ __all__ = [
     "ErrorCode",
     "IceServerInfo",
     "LobbyInfo",
+    "LobbyLeaveReason",
     "LobbySummary",
     "Member",
     "OfferPayload",
@@ -98,6 +99,10 @@ GameName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 """A display name. The server applies its own, stricter limit (``bad_name``)."""
 Metadata = Annotated[dict[str, Any], Field(max_length=MAX_METADATA_KEYS)]
 RequestId = Annotated[int, Field(ge=0, le=2**53)]
+
+
+LobbyLeaveReason: TypeAlias = Literal["left", "kicked", "disconnected", "timed_out"]
+"""Why the lobby says a member left (``peer_left.reason``)."""
 
 
 class ErrorCode(StrEnum):
@@ -381,7 +386,7 @@ class PeerLeft(_Message):
 
     type: Literal["peer_left"] = "peer_left"
     peer_id: PeerId
-    reason: Literal["left", "kicked", "disconnected", "timed_out"]
+    reason: LobbyLeaveReason
 
 
 class HostChanged(_Message):

@@ -9,7 +9,8 @@ arrive more than 9 minutes late to be misjudged.
 
 from __future__ import annotations
 
-__all__ = ["SEQ_BITS", "SEQ_HALF", "SEQ_MOD", "is_seq", "next_seq", "seq_diff", "seq_gt"]
+__all__ = ["SEQ_BITS", "SEQ_HALF", "SEQ_MOD", "ahead", "forward", "is_seq", "newer", "next_seq",
+           "seq_diff", "seq_gt"]
 
 SEQ_BITS = 16
 """Width of a sequence number in bits."""
@@ -60,3 +61,22 @@ def seq_gt(a: int, b: int) -> bool:
         _check(b)
     d = (a - b) & _MASK
     return 0 < d < SEQ_HALF
+
+
+# Unchecked forms for hot paths whose numbers were validated on the way in (``is_seq``).
+
+
+def forward(a: int, b: int) -> int:
+    """How far ``a`` is from ``b`` going forward, ``(a - b) mod 65536``; no checks."""
+    return (a - b) & _MASK
+
+
+def ahead(a: int, b: int) -> int:
+    """:func:`seq_diff` without the checks: signed ``a - b`` in ``(-32768, 32768]``."""
+    d = (a - b) & _MASK
+    return d - SEQ_MOD if d > SEQ_HALF else d
+
+
+def newer(a: int, b: int) -> bool:
+    """:func:`seq_gt` without the checks: ``a`` is newer than ``b``."""
+    return 0 < (a - b) & _MASK < SEQ_HALF

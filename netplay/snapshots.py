@@ -21,18 +21,14 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from netplay.errors import ProtocolError
-from netplay.seq import SEQ_HALF, SEQ_MOD
+from netplay.seq import SEQ_HALF, ahead, is_seq
 
-__all__ = ["Snapshot", "SnapshotBuffer", "Verdict"]
+__all__ = ["Arrival", "SnapshotBuffer", "Verdict"]
 
 logger = logging.getLogger(__name__)
-
-_MASK = SEQ_MOD - 1
 
 
 class Verdict(enum.Enum):
@@ -47,8 +43,9 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One received snapshot and its envelope."""
+class Arrival:
+    """The envelope of the newest accepted snapshot (its state lives in the interpolation
+    buffer; :class:`netplay.wire.Snapshot` is the snapshot on the wire)."""
 
     seq: int
     """16-bit wrapping sequence number assigned by the sender."""
@@ -58,31 +55,26 @@ class Snapshot:
     """Sender clock (seconds) when it was sent; map it with ``ClockSync.to_local``."""
     received_at: float
     """Local monotonic time (seconds) when it arrived."""
-    payload: Any
-    """The game state (already decoded)."""
 
 
 class SnapshotBuffer:
-    """Newest-wins buffer of one sender's snapshots, with loss, stale and duplicate counters.
+    """Newest-wins judge of one sender's snapshots, with loss, stale and duplicate counters.
 
-    ``history`` is how many accepted snapshots :attr:`history` keeps. ``window`` is how many
+    It keeps only the newest envelope (:attr:`latest`), no states. ``window`` is how many
     sequence numbers behind the newest are remembered for duplicate detection and for taking
     back losses (older arrivals are reported ``STALE`` without correcting ``lost``).
     ``loss_window`` is how many recent sequence numbers :attr:`loss_ratio` looks at.
     """
 
-    def __init__(self, history: int = 32, *, window: int = 256, loss_window: int = 128) -> None:
-        if history < 1:
-            raise ValueError(f"history must be at least 1, got {history}")
+    def __init__(self, *, window: int = 256, loss_window: int = 128) -> None:
         if not 1 <= loss_window <= window < SEQ_HALF:
             raise ValueError(
                 f"need 1 <= loss_window <= window < {SEQ_HALF}, got {loss_window=} {window=}"
             )
-        self._history: deque[Snapshot] = deque(maxlen=history)
         self._window = window
         self._window_mask = (1 << window) - 1
         self._loss_window = loss_window
-        self._latest: Snapshot | None = None
+        self._latest: Arrival | None = None
         # Bit i set: sequence number (newest - i) was received.
         self._seen = 0
         # How many sequence numbers, newest included, have been expected since the first
@@ -100,14 +92,9 @@ class SnapshotBuffer:
         """Sequence numbers skipped and not (yet) filled by a late arrival."""
 
     @property
-    def latest(self) -> Snapshot | None:
-        """The newest accepted snapshot, or ``None`` before the first."""
+    def latest(self) -> Arrival | None:
+        """The newest accepted snapshot's envelope, or ``None`` before the first."""
         return self._latest
-
-    @property
-    def history(self) -> list[Snapshot]:
-        """Recently accepted snapshots, oldest first (stale ones are not included)."""
-        return list(self._history)
 
     @property
     def loss_ratio(self) -> float:
@@ -122,15 +109,13 @@ class SnapshotBuffer:
         got = (self._seen & ((1 << n) - 1)).bit_count()
         return (n - got) / n
 
-    def push(
-        self, seq: int, tick: int, sent_at: float, payload: Any, received_at: float
-    ) -> Verdict:
+    def push(self, seq: int, tick: int, sent_at: float, received_at: float) -> Verdict:
         """Offer an arriving snapshot; returns whether it was accepted, stale or a duplicate.
 
         Raises :class:`~netplay.errors.ProtocolError` for a malformed envelope (sequence number
         out of range, non-integer tick, non-finite timestamp).
         """
-        if type(seq) is not int or not 0 <= seq < SEQ_MOD:  # is_seq(), written out
+        if not is_seq(seq):
             raise ProtocolError(f"snapshot sequence number must be an int in 0..65535: {seq!r}")
         if type(tick) is not int:
             raise ProtocolError(f"snapshot tick must be an int, got {tick!r}")
@@ -138,12 +123,10 @@ class SnapshotBuffer:
             raise ProtocolError(f"snapshot timestamp must be a finite number, got {sent_at!r}")
         latest = self._latest
         if latest is None:
-            return self._accept(Snapshot(seq, tick, float(sent_at), received_at, payload), 1)
-        d = (seq - latest.seq) & _MASK  # seq_diff(seq, latest.seq), both checked already
-        if d > SEQ_HALF:
-            d -= SEQ_MOD
+            return self._accept(Arrival(seq, tick, float(sent_at), received_at), 1)
+        d = ahead(seq, latest.seq)  # both checked already
         if 0 < d < SEQ_HALF:
-            return self._accept(Snapshot(seq, tick, float(sent_at), received_at, payload), d)
+            return self._accept(Arrival(seq, tick, float(sent_at), received_at), d)
         behind = -d  # 0 for the current one; exactly SEQ_HALF apart (d > 0) is too old
         if 0 <= behind < self._window:
             bit = 1 << behind
@@ -158,7 +141,7 @@ class SnapshotBuffer:
         logger.debug("%r: stale snapshot %d (current %d)", self, seq, latest.seq)
         return Verdict.STALE
 
-    def _accept(self, snap: Snapshot, ahead: int) -> Verdict:
+    def _accept(self, snap: Arrival, ahead: int) -> Verdict:
         if self._latest is not None:
             self.lost += ahead - 1
             self._seen = ((self._seen << ahead) | 1) & self._window_mask
@@ -167,16 +150,13 @@ class SnapshotBuffer:
             self._seen = 1
             self._span = 1
         self._latest = snap
-        self._history.append(snap)
         self.received += 1
         self.accepted += 1
         return Verdict.ACCEPTED
 
     def reset(self) -> None:
         """Forget every snapshot and counter (for a sender that restarted its sequence)."""
-        self.__init__(  # type: ignore[misc]
-            self._history.maxlen or 1, window=self._window, loss_window=self._loss_window
-        )
+        self.__init__(window=self._window, loss_window=self._loss_window)  # type: ignore[misc]
 
     def __repr__(self) -> str:
         seq = None if self._latest is None else self._latest.seq

@@ -205,9 +205,9 @@ class PeerState:
         self.stats.on_snapshot(now)
         state = self.decoder.decode(snap.seq, snap.baseline, snap.body)
         if state is STALE:  # reordered beyond the decoder's history: stale, count it so
-            self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, None, now)
+            self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, now)
             return _NOTHING
-        verdict = self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, state, now)
+        verdict = self.snapshots.push(snap.seq, snap.tick, datagram.sent_at, now)
         if verdict is not Verdict.ACCEPTED:
             logger.debug("snapshot %d: %s", snap.seq, verdict.value)
             return _NOTHING

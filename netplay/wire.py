@@ -50,7 +50,7 @@ import msgpack
 
 from ._unpack import DEFAULT_LIMITS, UnpackLimits, unpack
 from .errors import ProtocolError
-from .seq import SEQ_MOD, is_seq
+from .seq import is_seq
 
 __all__ = [
     "CONTROL_LANE",
@@ -310,7 +310,7 @@ def unpack_datagram(frame: bytes, lanes: int = MAX_LANES) -> Datagram:
     if not isinstance(fields, list) or len(fields) != 8:
         raise ProtocolError("datagram is not an 8-element array")
     seq, sent_at, echo, ack, snap, epoch, acks, records = fields
-    if not (type(seq) is int and 0 <= seq < SEQ_MOD and type(sent_at) in _TIME_TYPES
+    if not (is_seq(seq) and type(sent_at) in _TIME_TYPES
             and sent_at == sent_at and -1e12 < sent_at < 1e12):
         raise ProtocolError("datagram: bad seq or sent_at")
     if echo is not None:

@@ -74,3 +74,12 @@ def test_bad_input_raises(bad: object) -> None:
         seq_gt(0, bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sequence number"):
         seq_diff(bad, 0)  # type: ignore[arg-type]
+
+
+@given(st.integers(0, SEQ_MOD - 1), st.integers(0, SEQ_MOD - 1))
+def test_unchecked_forms_agree_with_the_checked_ones(a: int, b: int) -> None:
+    from netplay.seq import ahead, forward, newer
+
+    assert ahead(a, b) == seq_diff(a, b)
+    assert newer(a, b) == seq_gt(a, b)
+    assert forward(a, b) == (a - b) % SEQ_MOD

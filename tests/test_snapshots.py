@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from netplay.errors import ProtocolError
 from netplay.seq import SEQ_MOD
-from netplay.snapshots import Snapshot, SnapshotBuffer, Verdict
+from netplay.snapshots import Arrival, SnapshotBuffer, Verdict
 
 A, S, D = Verdict.ACCEPTED, Verdict.STALE, Verdict.DUPLICATE
 
 
 def feed(buf: SnapshotBuffer, seqs: list[int]) -> list[Verdict]:
-    return [buf.push(s, i, float(i), {"s": s}, 100.0 + i) for i, s in enumerate(seqs)]
+    return [buf.push(s, i, float(i), 100.0 + i) for i, s in enumerate(seqs)]
 
 
 @pytest.mark.parametrize(
@@ -50,19 +50,19 @@ def test_table(
 def test_empty() -> None:
     buf = SnapshotBuffer()
     assert buf.latest is None
-    assert buf.history == []
     assert buf.loss_ratio == 0.0
     assert (buf.received, buf.stale, buf.duplicates, buf.lost) == (0, 0, 0, 0)
 
 
-def test_latest_and_history_hold_envelope() -> None:
-    buf = SnapshotBuffer(history=2)
-    buf.push(7, 70, 1.5, {"x": 1}, 2.0)
-    buf.push(9, 90, 1.6, {"x": 2}, 2.1)
-    buf.push(8, 80, 1.55, {"x": 9}, 2.2)  # stale: not current, not in history
-    buf.push(10, 100, 1.7, {"x": 3}, 2.3)
-    assert buf.latest == Snapshot(10, 100, 1.7, 2.3, {"x": 3})
-    assert [s.seq for s in buf.history] == [9, 10]
+def test_latest_holds_the_newest_envelope_and_no_state() -> None:
+    buf = SnapshotBuffer()
+    buf.push(7, 70, 1.5, 2.0)
+    buf.push(9, 90, 1.6, 2.1)
+    buf.push(8, 80, 1.55, 2.2)  # stale: not current
+    assert buf.latest == Arrival(9, 90, 1.6, 2.1)
+    buf.push(10, 100, 1.7, 2.3)
+    assert buf.latest == Arrival(10, 100, 1.7, 2.3)
+    assert not hasattr(buf.latest, "payload")  # states live in the interpolation buffer
 
 
 def test_loss_ratio_over_recent_window() -> None:
@@ -79,19 +79,19 @@ def test_big_jump_counts_loss_and_old_arrivals_are_stale() -> None:
     feed(buf, [0, 1000])
     assert buf.lost == 999
     assert buf.loss_ratio == pytest.approx(15 / 16)
-    assert buf.push(500, 0, 0.0, None, 0.0) is S  # beyond the window: stale, no correction
+    assert buf.push(500, 0, 0.0, 0.0) is S  # beyond the window: stale, no correction
     assert buf.lost == 999
 
 
 def test_half_space_apart_is_stale() -> None:
     buf = SnapshotBuffer()
     feed(buf, [0])
-    assert buf.push(SEQ_MOD // 2, 0, 0.0, None, 0.0) is S
+    assert buf.push(SEQ_MOD // 2, 0, 0.0, 0.0) is S
     assert buf.latest is not None and buf.latest.seq == 0
 
 
 def test_reset() -> None:
-    buf = SnapshotBuffer(history=3)
+    buf = SnapshotBuffer()
     feed(buf, [5, 9])
     buf.reset()
     assert buf.latest is None and buf.lost == 0 and buf.received == 0
@@ -115,12 +115,12 @@ def test_reset() -> None:
 def test_malformed_envelope(seq: object, tick: object, sent_at: object, match: str) -> None:
     buf = SnapshotBuffer()
     with pytest.raises(ProtocolError, match=match):
-        buf.push(seq, tick, sent_at, None, 0.0)  # type: ignore[arg-type]
+        buf.push(seq, tick, sent_at, 0.0)  # type: ignore[arg-type]
     assert buf.received == 0
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"history": 0}, {"loss_window": 0}, {"window": 8, "loss_window": 9}]
+    "kwargs", [{"loss_window": 0}, {"window": 8, "loss_window": 9}]
 )
 def test_bad_config(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
@@ -145,7 +145,13 @@ def deliveries(draw: st.DrawFn) -> tuple[int, list[int]]:
 def test_counters_are_consistent(case: tuple[int, list[int]]) -> None:
     start, seqs = case
     buf = SnapshotBuffer()
-    verdicts = feed(buf, seqs)
+    verdicts = []
+    current: list[int] = []  # the current snapshot after each accepted push
+    for i, s in enumerate(seqs):
+        verdicts.append(buf.push(s, i, float(i), 100.0 + i))
+        if verdicts[-1] is A:
+            assert buf.latest is not None
+            current.append((buf.latest.seq - start) % SEQ_MOD)
     distinct = set(seqs)
     assert buf.received == len(distinct)
     assert buf.duplicates == len(seqs) - len(distinct) == verdicts.count(D)
@@ -161,6 +167,4 @@ def test_counters_are_consistent(case: tuple[int, list[int]]) -> None:
     assert buf.lost == sum(1 for i in range(first, newest + 1) if i not in set(rel))
     assert 0.0 <= buf.loss_ratio <= 1.0
     # Accepted snapshots are strictly increasing in sequence order.
-    assert [(s.seq - start) % SEQ_MOD for s in buf.history] == sorted(
-        {(s.seq - start) % SEQ_MOD for s in buf.history}
-    )
+    assert current == sorted(set(current))

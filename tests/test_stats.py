@@ -83,7 +83,7 @@ def test_tracker_full_picture() -> None:
             continue
         tracker.on_receive(now, 300)
         tracker.on_snapshot(now)
-        buffer.push(i, i, now + 10.0, {"i": i}, now)
+        buffer.push(i, i, now + 10.0, now)
         interp.add(now, {"i": i})
     tracker.on_bad_packet()
     tracker.on_delta_saved(250)
