@@ -184,25 +184,33 @@ def run_headless(net: NetSession, args: argparse.Namespace, lobby_url: str,
         bots.stop()
 
 
+MAX_CATCH_UP = 8
+"""Most game frames one loop turn runs to catch up after a stall (a fixed time step)."""
+
+
 def _play(net: NetSession, args: argparse.Namespace, stopper: Stopper,
           announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     match = Match(net, seed=args.seed, role=args.role, bots=args.bots)
     bot = Bot(rng=random.Random(args.seed))
     dt = 1 / HEADLESS_FPS
-    end = time.monotonic() + args.seconds if args.seconds else float("inf")
-    next_frame = time.monotonic()
-    next_status = next_frame + STATUS_EVERY
-    while not stopper.should_stop() and time.monotonic() < end:
-        match.frame(bot.controls(match.world, dt), dt)
-        if time.monotonic() >= next_status:
+    start = time.monotonic()
+    end = start + args.seconds if args.seconds else float("inf")
+    next_status = start + STATUS_EVERY
+    simulated = 0.0  # game time follows the wall clock: late frames are caught up
+    while not stopper.should_stop() and (now := time.monotonic()) < end:
+        steps = 0
+        while simulated + dt <= now - start and steps < MAX_CATCH_UP:
+            match.frame(bot.controls(match.world, dt), dt)
+            simulated += dt
+            steps += 1
+        if steps == MAX_CATCH_UP:  # too far behind to catch up: let that time go
+            simulated = max(simulated, now - start - dt)
+        if now >= next_status:
             next_status += STATUS_EVERY
             announce({"status": match.summary()})
-        next_frame += dt
-        delay = next_frame - time.monotonic()
+        delay = start + simulated + dt - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        else:
-            next_frame = time.monotonic()
     return match.summary()
 
 
