@@ -29,6 +29,7 @@ from .errors import (
     LobbyRejected,
     LobbyUnavailable,
     NetplayError,
+    PeersNotConnected,
     ProtocolError,
     SignalingError,
     UnknownChannel,
@@ -45,7 +46,7 @@ from .events import (
     PeerLeft,
 )
 from .protocol import LobbyInfo, LobbySummary, Member, PeerId
-from .stats import PeerStats
+from .stats import CandidatePair, CandidateType, PeerStats
 
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "CandidatePair",
+    "CandidateType",
     "ChannelClosed",
     "ChannelConfig",
     "ChannelError",
@@ -81,6 +84,7 @@ __all__ = [
     "PeerJoined",
     "PeerLeft",
     "PeerStats",
+    "PeersNotConnected",
     "ProtocolError",
     "SignalingError",
     "SyncMesh",

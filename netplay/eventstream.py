@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from .errors import ChannelClosed
+from .errors import ChannelClosed, PeersNotConnected
 from .events import Event, MessageReceived
 from .types import PeerId
 
@@ -90,11 +90,20 @@ class EventStream:
                 await self._wait()
 
     async def wait_for_peers(self, n: int, timeout: float | None = 10.0) -> list[PeerId]:
-        """Wait until at least ``n`` peers are connected; returns their ids."""
-        async with asyncio.timeout(timeout):
-            while len(self.peers) < n:
-                if not self._is_open():
-                    raise ChannelClosed("the Mesh closed while waiting")
-                await self._wait()
+        """Wait until at least ``n`` peers are connected; returns their ids.
+        ``PeersNotConnected`` (a ``TimeoutError``) after ``timeout`` seconds, saying which
+        peers failed and why."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.peers) < n:
+                    if not self._is_open():
+                        raise ChannelClosed("the Mesh closed while waiting")
+                    await self._wait()
+        except TimeoutError:
+            raise PeersNotConnected(n, self.peers, self._failures(), timeout) from None
         return self.peers
+
+    def _failures(self) -> dict[PeerId, str]:
+        """Peers no link could be made to, and why (the Mesh supplies them)."""
+        return {}
 

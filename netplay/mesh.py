@@ -390,6 +390,9 @@ class Mesh(EventStream, DataPlane):
         self._forget_peer_state(r.id)
         self._emit(event)
 
+    def _failures(self) -> dict[p.PeerId, str]:
+        return {r.id: r.failure for r in self._remotes.values() if r.failure}
+
     def _rtc_ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=list(s.urls), username=s.username,
                                 credential=s.credential) for s in self.config.ice_servers]

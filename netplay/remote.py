@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _aiortc
 from ._unpack import UnpackLimits
 from .config import DEFAULT_CHANNELS
 from .congestion import Pacer
@@ -78,6 +79,8 @@ class Remote:
     """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
     """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
+    failure: str = ""
+    """Why no link could be made (``PeerLeft.detail``), once the supervisor gave up."""
 
     def __post_init__(self) -> None:
         self.lobby_id = self.lobby_id or self.id
@@ -97,6 +100,7 @@ async def _new_link(mesh: Mesh, r: Remote, attempt: int) -> PeerLink:
         conditioner=mesh._conditioner_for(r.id),
         on_bad=lambda index, why: mesh._bad(r, index, why),
     )
+    _aiortc.prefer_direct(link.pc)  # a direct path over a relayed one that answered first
     r.link = link
     link.on_drain(lambda: mesh._kick(r))
     return link
@@ -113,7 +117,9 @@ def _opened(mesh: Mesh, r: Remote, attempt: int) -> None:
     r.connected = r.ever_reported = True
     r.state.last_heard = time.monotonic()
     r.was_connected = True
-    logger.info("peer %s (%s) connected (attempt %d)", r.id, r.name, attempt)
+    pair = r.state.stats.candidate_pair = _aiortc.selected_pair(link.pc)
+    logger.info("peer %s (%s) connected (attempt %d) over %s", r.id, r.name, attempt,
+                pair or "an unknown candidate pair")
     mesh._peer_joined(r, PeerJoined(r.id, r.name))
     r.outbound.resend_all()  # what was in flight on an earlier link goes again (deduplicated)
     mesh._kick(r)
@@ -122,6 +128,7 @@ def _opened(mesh: Mesh, r: Remote, attempt: int) -> None:
 
 async def _drop_link(r: Remote) -> None:
     link, r.link = r.link, None
+    r.state.stats.candidate_pair = None
     for name in ("flush_handle", "pump_handle"):
         handle = getattr(r, name)
         if handle is not None:
@@ -180,10 +187,37 @@ async def _handle_signal(mesh: Mesh, r: Remote, payload: Any) -> bool:
     return False
 
 
-def _give_up(mesh: Mesh, r: Remote) -> None:
+NO_ROUTE = ("no ICE candidate pair worked and neither player has a TURN relay candidate: "
+            "their NATs (likely symmetric) let only a relay through, so a TURN server is "
+            "needed (give the lobby TURN settings; see docs/nat.md)")
+"""``PeerLeft.detail`` when a connection attempt failed for want of a relay."""
+NO_RELAY = ("no ICE candidate pair worked and neither player got a TURN relay candidate "
+            "although TURN is configured: the TURN server is unreachable or refused the "
+            "credentials (see docs/nat.md)")
+"""``PeerLeft.detail`` when TURN is configured but gave neither player a relay candidate."""
+
+
+def _unreachable(mesh: Mesh, link: PeerLink | None) -> str | None:
+    """Why trying again cannot help, or ``None``: the offer and answer were exchanged, ICE
+    checked every pair until the deadline and none answered, and neither side has a relay
+    candidate. Another attempt would check the same dead pairs."""
+    pc = link.pc if link is not None else None
+    if pc is None or pc.localDescription is None or pc.remoteDescription is None:
+        return None
+    if _aiortc.ice_succeeded(pc) is not False:
+        return None
+    if " typ relay" in pc.localDescription.sdp + pc.remoteDescription.sdp:
+        return None
+    turn = any(url.startswith(("turn:", "turns:"))
+               for server in mesh._rtc_ice_servers() for url in server.urls)
+    return NO_RELAY if turn else NO_ROUTE
+
+
+def _give_up(mesh: Mesh, r: Remote, detail: str) -> None:
+    r.failure = detail
     if not r.ever_reported:
         r.ever_reported = True
-        mesh._peer_lost(r, PeerLeft(r.id, "connection_failed"))
+        mesh._peer_lost(r, PeerLeft(r.id, "connection_failed", detail))
 
 
 async def supervise(mesh: Mesh, r: Remote) -> None:
@@ -225,9 +259,14 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
             why = item[2] if kind == "down" else "connect timeout"
             reason: LeaveReason = "timed_out" if why == "timed_out" else "connection_failed"
             logger.info("link to %s (attempt %d) failed: %s", r.id, attempt, why)
+            hopeless = _unreachable(mesh, link)
             _lost(mesh, r, reason)
             await _drop_link(r)
             failures += 1
+            if hopeless is not None:
+                logger.warning("cannot connect to peer %s (%s): %s", r.id, r.name, hopeless)
+                _give_up(mesh, r, hopeless)
+                return
             if failures > config.reconnect_attempts:
                 break
             await mesh._wait_lobby_connected()
@@ -236,14 +275,14 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
                 await _offer(mesh, r, attempt)
             deadline = time.monotonic() + config.connect_timeout
         logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.name, failures)
-        _give_up(mesh, r)
+        _give_up(mesh, r, f"no link after {failures} attempts (the last: {why})")
     except Exception:
         if mesh._is_open():
             logger.exception("link to %s failed unexpectedly", r.id)
         else:  # the mesh closed under a link that was still connecting: nothing to report
             logger.debug("link to %s stopped by close", r.id, exc_info=True)
         _lost(mesh, r, "connection_failed")
-        _give_up(mesh, r)
+        _give_up(mesh, r, "internal error (logged)")
     finally:
         r.done = True
         with contextlib.suppress(Exception):

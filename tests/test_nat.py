@@ -1,0 +1,184 @@
+"""Players behind real NATs (network namespaces, nftables, coturn) with default ICE settings.
+
+Each test builds a topology with :mod:`netlab` (an "internet" with the lobby and coturn,
+players behind cone or symmetric NAT routers, or on one LAN), runs every player as its own
+process (``tests/nat_peer.py``) in its namespace, and checks which candidate pair ICE
+selected, as ``PeerStats.candidate_pair`` reports it. Nothing pins ICE: host candidates come
+from the players' interfaces, STUN and TURN (with short-lived credentials) from the lobby.
+Formation times go to the test output (``-s``) as ``NAT formation`` lines.
+
+Needs root, network namespaces and ``nft``/``turnserver``/``conntrack`` (``.ci/run`` installs
+them); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netlab import NetLab, unavailable
+
+REASON = unavailable()
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"NAT lab: {REASON}"),
+              pytest.mark.timeout(120)]
+PEER = str(Path(__file__).with_name("nat_peer.py"))
+
+
+class Player:
+    """One ``nat_peer.py`` process: JSON commands in, JSON reports out."""
+
+    def __init__(self, lab: NetLab, name: str, lobby: str) -> None:
+        self.name = name
+        self.reports: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.log = lab.tmp / f"{name}.log"
+        self.proc = lab.popen(name, [sys.executable, PEER, "--lobby", lobby, "--name", name,
+                                     "--log", str(self.log)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.peer_id = self.expect("ready", timeout=30)["peer_id"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.reports.put(json.loads(line))
+
+    def send(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str, timeout: float = 30,
+               where: Callable[[dict[str, Any]], bool] = lambda r: True) -> dict[str, Any]:
+        """The next report ``event`` (matching ``where``); earlier ones are kept in ``seen``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                report = self.reports.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                tail = self.log.read_text()[-3000:] if self.log.exists() else ""
+                raise AssertionError(f"{self.name}: no {event} within {timeout} s; "
+                                     f"seen {self.seen[-5:]}\n{tail}") from None
+            self.seen.append(report)
+            if report["event"] == event and where(report):
+                return report
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every report that arrived so far (also kept in ``seen``)."""
+        out = []
+        while True:
+            try:
+                out.append(self.reports.get_nowait())
+            except queue.Empty:
+                self.seen += out
+                return out
+
+
+def start_match(players: list[Player], timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The first player hosts, the others join; each waits for all. Returns each player's
+    ``connected`` report."""
+    players[0].send(op="host")
+    code = players[0].expect("lobby")["code"]
+    for player in players[1:]:
+        player.send(op="join", code=code)
+        player.expect("lobby")
+    for player in players:
+        player.send(op="wait", peers=len(players) - 1, timeout=timeout)
+    return {p.name: p.expect("connected", timeout=timeout + 5) for p in players}
+
+
+def report_formation(label: str, connected: dict[str, dict[str, Any]]) -> None:
+    slowest = max(r["seconds"] for r in connected.values())
+    print(f"\nNAT formation {label}: {slowest:.2f} s (slowest player, host/join to all "
+          f"peers connected)")
+
+
+@pytest.fixture
+def lab_factory() -> Iterator[Callable[..., tuple[NetLab, str]]]:
+    labs: list[NetLab] = []
+
+    def build(players: dict[str, str], **servers: bool) -> tuple[NetLab, str]:
+        lab = NetLab(players).__enter__()
+        labs.append(lab)
+        return lab, lab.start_servers(**servers)
+
+    yield build
+    for lab in labs:
+        lab.close()
+
+
+def pair_kinds(connected: dict[str, Any], ids: dict[str, str]) -> dict[tuple[str, str], str]:
+    """``{(player, other): kind}`` from ``connected`` reports; ``ids``: peer id -> name."""
+    return {(name, ids[peer]): pair["kind"]
+            for name, report in connected.items() for peer, pair in report["pairs"].items()}
+
+
+def test_netlab_nat_kinds_map_as_named(lab_factory: Any) -> None:
+    lab, _ = lab_factory({"c": "cone", "s": "symmetric", "l": "lan"}, stun=False, turn=False)
+    cone = lab.mapping("c")
+    assert len(set(cone)) == 1 and cone[0][0] == "203.0.113.11", cone  # one mapping for all
+    symmetric = lab.mapping("s")
+    assert len(set(symmetric)) == 2, symmetric  # a new port for every destination
+    assert {host for host, _ in symmetric} == {"203.0.113.12"}
+
+
+def test_cone_nats_connect_directly_through_stun(lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"a": "cone", "b": "cone"})
+    a, b = Player(lab, "a", lobby), Player(lab, "b", lobby)
+    connected = start_match([a, b])
+    for player in connected.values():
+        (pair,) = player["pairs"].values()
+        assert pair["kind"] in ("srflx", "prflx", "host") and not pair["relayed"], pair
+    report_formation("cone-cone", connected)
+
+
+def test_symmetric_nats_connect_through_turn(lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"a": "symmetric", "b": "symmetric"})
+    a, b = Player(lab, "a", lobby), Player(lab, "b", lobby)
+    connected = start_match([a, b])
+    for player in connected.values():
+        (pair,) = player["pairs"].values()
+        assert pair["relayed"] and pair["kind"] == "relay", pair
+    report_formation("symmetric-symmetric", connected)
+
+
+def test_players_on_one_lan_use_host_candidates(lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"a": "lan", "b": "lan"})
+    a, b = Player(lab, "a", lobby), Player(lab, "b", lobby)
+    connected = start_match([a, b])
+    for name, other in (("a", "b"), ("b", "a")):
+        (pair,) = connected[name]["pairs"].values()
+        assert pair["kind"] == "host", pair
+        assert pair["remote"][0] == lab.players[other].address, pair
+    report_formation("same LAN", connected)
+
+
+def test_symmetric_nats_without_turn_fail_fast_saying_turn_is_needed(lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"a": "symmetric", "b": "symmetric"}, stun=False, turn=False)
+    a, b = Player(lab, "a", lobby), Player(lab, "b", lobby)
+    a.send(op="host")
+    code = a.expect("lobby")["code"]
+    b.send(op="join", code=code)
+    b.expect("lobby")
+    started = time.monotonic()
+    a.send(op="wait", peers=1, timeout=12)
+    for player, other in ((a, b), (b, a)):
+        left = player.expect("left", timeout=20)
+        assert left["peer"] == other.peer_id and left["reason"] == "connection_failed"
+        assert "TURN server is needed" in left["detail"], left
+    assert time.monotonic() - started < 15
+    failed = a.expect("wait_failed", timeout=20)
+    assert failed["error"].startswith("PeersNotConnected: 0 of 1 peer(s) connected")
+    assert "TURN server is needed" in failed["error"]
+
+
