@@ -306,6 +306,8 @@ class Mesh(EventStream, DataPlane):
         self._welcome = welcome
         self._lobby_up.set()
         self._emit(LobbyConnectionChanged(True, welcome.resumed))
+        for r in self._remotes.values():  # a signal sent as the lobby went away may be lost
+            r.inbox.put_nowait(("lobby_back",))
         if welcome.resumed:
             if welcome.lobby is not None:
                 self._set_lobby(welcome.lobby)

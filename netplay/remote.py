@@ -8,7 +8,9 @@ report through the remote's ``inbox``:
 - ``("open", attempt)`` / ``("down", attempt, why)``: from the link (stale attempts ignored);
   ``PeerJoined`` itself is reported at once, inside the channel-open callback, so it always
   precedes the peer's first message;
-- ``("leave", reason)``: the peer left the lobby or said goodbye on the events channel.
+- ``("leave", reason)``: the peer left the lobby or said goodbye on the events channel;
+- ``("lobby_back",)``: the lobby connection came back: an offer or answer of a link that has
+  not opened is sent again (the lobby may have lost it with the old connection).
 
 The earlier-joined member offers (:func:`netplay.protocol.offers_to`), so two offers never
 cross. A link that fails is replaced by a fresh ``RTCPeerConnection`` and a new offer with a
@@ -79,6 +81,9 @@ class Remote:
     """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
     """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
+    last_signal: OfferPayload | AnswerPayload | None = None
+    """Our latest offer or answer, sent again when the lobby comes back before its link
+    opened (the lobby may have lost it: a NAT remap breaks the lobby connection too)."""
     failure: str = ""
     """Why no link could be made (``PeerLeft.detail``), once the supervisor gave up."""
 
@@ -139,6 +144,8 @@ async def _drop_link(r: Remote) -> None:
 
 
 async def _send_signal(mesh: Mesh, r: Remote, payload: Any) -> None:
+    if isinstance(payload, OfferPayload | AnswerPayload):
+        r.last_signal = payload
     try:
         await mesh._lobby_client().send(Signal(to=r.lobby_id, payload=payload))
     except (SignalingError, ChannelClosed) as exc:
@@ -249,6 +256,13 @@ async def supervise(mesh: Mesh, r: Remote) -> None:
                     logger.warning("bad signal from %s: %s", r.id, exc)
                 continue
             link = r.link
+            if kind == "lobby_back":
+                last = r.last_signal
+                if link is not None and not link.opened and not link.closed \
+                        and last is not None and last.attempt == link.attempt:
+                    logger.debug("lobby back: %s to %s again", last.kind, r.id)
+                    await _send_signal(mesh, r, last)
+                continue
             if kind != "timeout" and (link is None or item[1] != link.attempt):
                 continue  # from an attempt we already abandoned
             if kind == "open":  # already reported by _opened

@@ -14,6 +14,7 @@ them); skipped with the reason otherwise.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -182,3 +183,102 @@ def test_symmetric_nats_without_turn_fail_fast_saying_turn_is_needed(lab_factory
     assert "TURN server is needed" in failed["error"]
 
 
+
+
+def expected_kind(lab: NetLab, a: str, b: str) -> str:
+    """What ICE should select between two players: host candidates on one LAN, a relay when
+    either is behind a symmetric NAT, a direct (server- or peer-reflexive) pair otherwise."""
+    pa, pb = lab.players[a], lab.players[b]
+    if pa.router == pb.router:
+        return "host"
+    if "symmetric" in (pa.kind, pb.kind):
+        return "relay"
+    return "direct"
+
+
+def check_pairs(lab: NetLab, players: list[Player],
+                connected: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    ids = {p.peer_id: p.name for p in players}
+    kinds = pair_kinds(connected, ids)
+    for (name, other), kind in kinds.items():
+        want = expected_kind(lab, name, other)
+        if want == "direct":
+            assert kind in ("srflx", "prflx"), (name, other, kind, connected[name]["pairs"])
+        else:
+            assert kind == want, (name, other, kind, connected[name]["pairs"])
+    assert len(kinds) == len(players) * (len(players) - 1)
+    return kinds
+
+
+def test_four_player_mesh_mixing_cone_symmetric_and_lan(lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"cone": "cone", "sym": "symmetric", "lan1": "lan",
+                              "lan2": "lan"})
+    players = [Player(lab, name, lobby) for name in lab.spec]
+    connected = start_match(players)
+    kinds = check_pairs(lab, players, connected)
+    assert {kinds[("lan1", "lan2")], kinds[("cone", "sym")], kinds[("lan1", "sym")]} == {
+        "host", "relay"}
+    report_formation("4 players (cone, symmetric, 2 on one LAN)", connected)
+
+
+def test_direct_paths_win_over_relays(lab_factory: Any) -> None:
+    """With TURN available, cone-to-cone pairs are never relayed (NETPLAY_NAT_RUNS rounds,
+    default 3; ``python -m bench --only nat`` runs 20)."""
+    runs = int(os.environ.get("NETPLAY_NAT_RUNS", "3"))
+    lab, lobby = lab_factory({"c1": "cone", "c2": "cone", "s1": "symmetric",
+                              "s2": "symmetric"})
+    players = [Player(lab, name, lobby) for name in lab.spec]
+    times = []
+    for _ in range(runs):
+        connected = start_match(players)
+        kinds = check_pairs(lab, players, connected)
+        assert kinds[("c1", "c2")] != "relay" and kinds[("c2", "c1")] != "relay"
+        times.append(max(r["seconds"] for r in connected.values()))
+        for player in players:
+            player.send(op="leave")
+            player.expect("left_lobby")
+    print(f"\nNAT formation 4 players (2 cone, 2 symmetric), {runs} runs: "
+          f"{', '.join(f'{t:.2f}' for t in times)} s; no cone-cone pair relayed")
+
+
+def received_seqs(player: Player, sender: str, count: int, timeout: float) -> list[int]:
+    """The ``seq`` of every event ``player`` got from ``sender`` (reported so far and until
+    ``count`` distinct ones arrived), in arrival order."""
+    def seqs() -> list[int]:
+        return [r["body"]["seq"] for r in player.seen
+                if r["event"] == "message" and r["peer"] == sender]
+    deadline = time.monotonic() + timeout
+    while len(set(seqs())) < count:
+        player.expect("message", timeout=max(deadline - time.monotonic(), 0.01),
+                      where=lambda r: r["peer"] == sender)
+    return seqs()
+
+
+def test_nat_remap_mid_game_reconnects_and_delivers_every_event_once(
+        lab_factory: Any) -> None:
+    lab, lobby = lab_factory({"a": "cone", "b": "cone"})
+    a, b = Player(lab, "a", lobby), Player(lab, "b", lobby)
+    start_match([a, b])
+    count = 200
+    for player in (a, b):
+        player.send(op="events", count=count, rate=50)  # 4 s of events each way
+    a.expect("message", where=lambda r: r["body"]["seq"] >= 20)
+    remapped = time.monotonic()
+    lab.remap("a")  # a's router: new public address, every NAT mapping forgotten
+    for player, other in ((a, b), (b, a)):
+        left = player.expect("left", timeout=15)
+        assert left["peer"] == other.peer_id and left["reason"] == "timed_out"
+    for player, other in ((a, b), (b, a)):
+        joined = player.expect("joined", timeout=20)
+        assert joined["peer"] == other.peer_id
+        assert joined["pair"]["kind"] in ("srflx", "prflx"), joined
+    back = time.monotonic() - remapped
+    # docs/nat.md: silence for disconnect_timeout (2.5 s) takes the link down, then a fresh
+    # offer (through the lobby, itself reconnected) must open within connect_timeout (10 s).
+    assert back < 2.5 + 10, back
+    assert a.seen[-1]["pair"]["local"][0] == lab.players["a"].address
+    for player, other in ((a, b), (b, a)):
+        seqs = received_seqs(player, other.peer_id, count, timeout=30)
+        assert seqs == list(range(count)), seqs  # every event once, in order
+    print(f"\nNAT remap: link back {back:.2f} s after the mapping changed; "
+          f"{count} events each way delivered exactly once")
