@@ -33,8 +33,8 @@ A namespace is held by a ``unshare -n sleep infinity`` process and entered with
 ``nsenter --net=/proc/PID/ns/net``; killing the holders frees every namespace, interface and
 rule with them, so nothing is left on the machine (no ``/run/netns`` names) even when a test
 crashes, and it works nested inside the suite's own ``unshare -n``. Needs root and the
-``ip``, ``nsenter``, ``unshare``, ``nft`` and ``turnserver`` programs: :func:`unavailable`
-says what is missing.
+``ip``, ``nsenter``, ``unshare``, ``nft``, ``conntrack`` and ``turnserver`` programs:
+:func:`unavailable` says what is missing.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ LOBBY_PORT = 8000
 TURN_PORT = 3478
 TURN_SECRET = "netlab-turn-secret"
 REPO = pathlib.Path(__file__).resolve().parent.parent
-PROGRAMS = ("ip", "nsenter", "unshare", "nft", "turnserver")
+PROGRAMS = ("ip", "nsenter", "unshare", "nft", "conntrack", "turnserver")
 
 
 def unavailable() -> str | None:
@@ -73,7 +73,7 @@ def unavailable() -> str | None:
     missing = [p for p in PROGRAMS if shutil.which(p) is None]
     if missing:
         return (f"missing programs: {', '.join(missing)} (.ci/run installs iproute2, "
-                f"util-linux, nftables and coturn)")
+                f"util-linux, nftables, conntrack and coturn)")
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
     if probe.returncode != 0:
         return f"cannot create a network namespace: {probe.stderr.decode().strip()}"
