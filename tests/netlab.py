@@ -1,8 +1,10 @@
 """Network namespaces with NAT routers, for tests that run real players behind real NATs.
 
     with NetLab({"alice": "cone", "bob": "symmetric", "carol": "lan", "dave": "lan"}) as lab:
-        lab.start_servers()                       # lobby + coturn in the "internet"
-        proc = lab.popen("alice", [sys.executable, "tests/nat_peer.py", ...])
+        lobby = lab.start_servers()               # lobby + coturn in the "internet"
+        players = [Player(lab, name, lobby) for name in lab.spec]   # tests/nat_peer.py each
+        connected = start_match(players)          # {name: its "connected" report}
+        check_pairs(lab, players, connected)      # host on a LAN, relay if symmetric, else direct
 
 Topology (every address exists only inside namespaces this module creates):
 
@@ -40,19 +42,23 @@ crashes, and it works nested inside the suite's own ``unshare -n``. Needs root a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import queue
 import pathlib
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "NetLab", "Netns", "unavailable"]
+__all__ = ["KINDS", "NetLab", "Netns", "Player", "Seat", "check_pairs", "expected_kind",
+           "pair_kinds", "start_match", "unavailable"]
 
 KINDS = ("cone", "symmetric", "lan")
 SERVER = "203.0.113.1"
@@ -61,6 +67,7 @@ LOBBY_PORT = 8000
 TURN_PORT = 3478
 TURN_SECRET = "netlab-turn-secret"
 REPO = pathlib.Path(__file__).resolve().parent.parent
+PEER = pathlib.Path(__file__).resolve().with_name("nat_peer.py")
 PROGRAMS = ("ip", "nsenter", "unshare", "nft", "conntrack", "turnserver")
 
 
@@ -124,7 +131,7 @@ class Netns:
 
 
 @dataclass
-class Player:
+class Seat:
     """Where one player sits."""
 
     name: str
@@ -165,7 +172,7 @@ class NetLab:
         self.processes: list[subprocess.Popen[Any]] = []
         self.routers: dict[str, Netns] = {}
         self.router_kind: dict[str, str] = {}
-        self.players: dict[str, Player] = {}
+        self.players: dict[str, Seat] = {}
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="netlab-"))
         self.inet: Netns | None = None
 
@@ -235,7 +242,7 @@ class NetLab:
             address = f"192.168.{index}.{host}"
             ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0")
             ns.run("ip", "route", "add", "default", "via", f"192.168.{index}.1")
-            self.players[name] = Player(name, self.spec[name], ns, address, router)
+            self.players[name] = Seat(name, self.spec[name], ns, address, router)
 
     # -- servers -------------------------------------------------------------------------
 
@@ -383,3 +390,99 @@ class NetLab:
         path = self.tmp / name
         return path.read_text()[-3000:] if path.exists() else ""
 
+
+# -- players: tests/nat_peer.py processes --------------------------------------------------
+
+class Player:
+    """One ``nat_peer.py`` process: JSON commands in, JSON reports out."""
+
+    def __init__(self, lab: NetLab, name: str, lobby: str) -> None:
+        self.name = name
+        self.reports: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.log = lab.tmp / f"{name}.log"
+        self.proc = lab.popen(name, [sys.executable, str(PEER), "--lobby", lobby, "--name",
+                                     name, "--log", str(self.log)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.peer_id = self.expect("ready", timeout=30)["peer_id"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.reports.put(json.loads(line))
+
+    def send(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str, timeout: float = 30,
+               where: Callable[[dict[str, Any]], bool] = lambda r: True) -> dict[str, Any]:
+        """The next report ``event`` (matching ``where``); earlier ones are kept in ``seen``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                report = self.reports.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                tail = self.log.read_text()[-3000:] if self.log.exists() else ""
+                raise AssertionError(f"{self.name}: no {event} within {timeout} s; "
+                                     f"seen {self.seen[-5:]}\n{tail}") from None
+            self.seen.append(report)
+            if report["event"] == event and where(report):
+                return report
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every report that arrived so far (also kept in ``seen``)."""
+        out = []
+        while True:
+            try:
+                out.append(self.reports.get_nowait())
+            except queue.Empty:
+                self.seen += out
+                return out
+
+
+def start_match(players: list[Player], timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The first player hosts, the others join; each waits for all. Returns each player's
+    ``connected`` report."""
+    players[0].send(op="host")
+    code = players[0].expect("lobby")["code"]
+    for player in players[1:]:
+        player.send(op="join", code=code)
+        player.expect("lobby")
+    for player in players:
+        player.send(op="wait", peers=len(players) - 1, timeout=timeout)
+    return {p.name: p.expect("connected", timeout=timeout + 5) for p in players}
+
+
+def pair_kinds(connected: dict[str, Any], ids: dict[str, str]) -> dict[tuple[str, str], str]:
+    """``{(player, other): kind}`` from ``connected`` reports; ``ids``: peer id -> name."""
+    return {(name, ids[peer]): pair["kind"]
+            for name, report in connected.items() for peer, pair in report["pairs"].items()}
+
+
+def expected_kind(lab: NetLab, a: str, b: str) -> str:
+    """What ICE should select between two players: host candidates on one LAN, a relay when
+    either is behind a symmetric NAT, a direct (server- or peer-reflexive) pair otherwise."""
+    pa, pb = lab.players[a], lab.players[b]
+    if pa.router == pb.router:
+        return "host"
+    if "symmetric" in (pa.kind, pb.kind):
+        return "relay"
+    return "direct"
+
+
+def check_pairs(lab: NetLab, players: list[Player],
+                connected: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    ids = {p.peer_id: p.name for p in players}
+    kinds = pair_kinds(connected, ids)
+    for (name, other), kind in kinds.items():
+        want = expected_kind(lab, name, other)
+        if want == "direct":
+            assert kind in ("srflx", "prflx"), (name, other, kind, connected[name]["pairs"])
+        else:
+            assert kind == want, (name, other, kind, connected[name]["pairs"])
+    assert len(kinds) == len(players) * (len(players) - 1)
+    return kinds

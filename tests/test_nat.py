@@ -13,89 +13,18 @@ them); skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netlab import NetLab, unavailable
+from netlab import NetLab, Player, check_pairs, start_match, unavailable
 
 REASON = unavailable()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"NAT lab: {REASON}"),
               pytest.mark.timeout(120)]
-PEER = str(Path(__file__).with_name("nat_peer.py"))
-
-
-class Player:
-    """One ``nat_peer.py`` process: JSON commands in, JSON reports out."""
-
-    def __init__(self, lab: NetLab, name: str, lobby: str) -> None:
-        self.name = name
-        self.reports: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.log = lab.tmp / f"{name}.log"
-        self.proc = lab.popen(name, [sys.executable, PEER, "--lobby", lobby, "--name", name,
-                                     "--log", str(self.log)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        self.peer_id = self.expect("ready", timeout=30)["peer_id"]
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.reports.put(json.loads(line))
-
-    def send(self, **command: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, event: str, timeout: float = 30,
-               where: Callable[[dict[str, Any]], bool] = lambda r: True) -> dict[str, Any]:
-        """The next report ``event`` (matching ``where``); earlier ones are kept in ``seen``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                report = self.reports.get(timeout=max(left, 0.01))
-            except queue.Empty:
-                tail = self.log.read_text()[-3000:] if self.log.exists() else ""
-                raise AssertionError(f"{self.name}: no {event} within {timeout} s; "
-                                     f"seen {self.seen[-5:]}\n{tail}") from None
-            self.seen.append(report)
-            if report["event"] == event and where(report):
-                return report
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Every report that arrived so far (also kept in ``seen``)."""
-        out = []
-        while True:
-            try:
-                out.append(self.reports.get_nowait())
-            except queue.Empty:
-                self.seen += out
-                return out
-
-
-def start_match(players: list[Player], timeout: float = 30) -> dict[str, dict[str, Any]]:
-    """The first player hosts, the others join; each waits for all. Returns each player's
-    ``connected`` report."""
-    players[0].send(op="host")
-    code = players[0].expect("lobby")["code"]
-    for player in players[1:]:
-        player.send(op="join", code=code)
-        player.expect("lobby")
-    for player in players:
-        player.send(op="wait", peers=len(players) - 1, timeout=timeout)
-    return {p.name: p.expect("connected", timeout=timeout + 5) for p in players}
 
 
 def report_formation(label: str, connected: dict[str, dict[str, Any]]) -> None:
@@ -116,12 +45,6 @@ def lab_factory() -> Iterator[Callable[..., tuple[NetLab, str]]]:
     yield build
     for lab in labs:
         lab.close()
-
-
-def pair_kinds(connected: dict[str, Any], ids: dict[str, str]) -> dict[tuple[str, str], str]:
-    """``{(player, other): kind}`` from ``connected`` reports; ``ids``: peer id -> name."""
-    return {(name, ids[peer]): pair["kind"]
-            for name, report in connected.items() for peer, pair in report["pairs"].items()}
 
 
 def test_netlab_nat_kinds_map_as_named(lab_factory: Any) -> None:
@@ -183,31 +106,6 @@ def test_symmetric_nats_without_turn_fail_fast_saying_turn_is_needed(lab_factory
     assert "TURN server is needed" in failed["error"]
 
 
-
-
-def expected_kind(lab: NetLab, a: str, b: str) -> str:
-    """What ICE should select between two players: host candidates on one LAN, a relay when
-    either is behind a symmetric NAT, a direct (server- or peer-reflexive) pair otherwise."""
-    pa, pb = lab.players[a], lab.players[b]
-    if pa.router == pb.router:
-        return "host"
-    if "symmetric" in (pa.kind, pb.kind):
-        return "relay"
-    return "direct"
-
-
-def check_pairs(lab: NetLab, players: list[Player],
-                connected: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
-    ids = {p.peer_id: p.name for p in players}
-    kinds = pair_kinds(connected, ids)
-    for (name, other), kind in kinds.items():
-        want = expected_kind(lab, name, other)
-        if want == "direct":
-            assert kind in ("srflx", "prflx"), (name, other, kind, connected[name]["pairs"])
-        else:
-            assert kind == want, (name, other, kind, connected[name]["pairs"])
-    assert len(kinds) == len(players) * (len(players) - 1)
-    return kinds
 
 
 def test_four_player_mesh_mixing_cone_symmetric_and_lan(lab_factory: Any) -> None:
