@@ -484,14 +484,16 @@ async def finish_close(pc: RTCPeerConnection) -> None:
 
 # -- ICE: the selected pair, and direct pairs before relayed ones --------------------------
 
-DIRECT_GRACE = 1.5
+DIRECT_GRACE = 1.0
 """Seconds a relayed candidate pair that succeeded waits, unselected, while a direct pair is
 still being checked; the first direct pair to succeed in that time wins. aioice selects the
 first pair whose check succeeds (aggressive nomination), and behind port-restricted NATs a
-direct check only gets through once the other side's check has opened its NAT, often after
-aioice's first STUN retransmission (0.5 s): the relay, whose checks pass at once, used to win
-cone-to-cone pairs (3 runs of 9 in a 4-player mesh). Only pairs that would be relayed wait:
-a relay-only path (symmetric NATs) connects this much later, nothing else does."""
+direct check only gets through once the other side's check has opened its NAT, usually at
+aioice's first STUN retransmission (0.5 s): the relay, whose checks pass at once, won 3 of 20
+cone-to-cone pairs in a 4-player mesh (bench/nat.py with no wait). With the wait the direct
+pair won 0.42-0.44 s after the relay succeeded, and no cone-to-cone pair was relayed in 20
+rounds. Only pairs that would be relayed wait: a relay-only link (symmetric NATs) opens up to
+this much later, nothing else does."""
 
 _ICE_NOMINATED = "_nominated"  # aioice Connection: component -> selected CandidatePair
 _ICE_CHECK_COMPLETE = "check_complete"  # aioice Connection method, called through self
@@ -517,6 +519,7 @@ class _DirectFirst:
         self.original = check_complete
         self.held: dict[int, Any] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
+        self.since: dict[int, float] = {}
         self.succeeded = False
         """Some candidate pair's check succeeded (a path exists, relayed or not)."""
 
@@ -545,12 +548,15 @@ class _DirectFirst:
             pair.task = None  # what the original does first; the check is over
             if component not in self.held:
                 self.held[component] = pair
+                self.since[component] = asyncio.get_running_loop().time()
                 self.timers[component] = asyncio.get_running_loop().call_later(
                     DIRECT_GRACE, self._release, component)
                 logger.debug("ICE: relayed %s waits for a direct pair", pair)
             return
         if succeeded and pair.nominated:  # a direct pair (or nothing direct pending): it wins
-            self.held.pop(component, None)
+            if self.held.pop(component, None) is not None:
+                logger.debug("ICE: direct %s won over a relayed pair after %.3f s", pair,
+                             asyncio.get_running_loop().time() - self.since[component])
             timer = self.timers.pop(component, None)
             if timer is not None:
                 timer.cancel()
