@@ -95,7 +95,7 @@ def test_symmetric_nats_without_turn_fail_fast_saying_turn_is_needed(lab_factory
     b.send(op="join", code=code)
     b.expect("lobby")
     started = time.monotonic()
-    a.send(op="wait", peers=1, timeout=12)
+    a.send(op="wait", peers=1, timeout=11)
     for player, other in ((a, b), (b, a)):
         left = player.expect("left", timeout=20)
         assert left["peer"] == other.peer_id and left["reason"] == "connection_failed"
@@ -121,8 +121,8 @@ def test_four_player_mesh_mixing_cone_symmetric_and_lan(lab_factory: Any) -> Non
 
 def test_direct_paths_win_over_relays(lab_factory: Any) -> None:
     """With TURN available, cone-to-cone pairs are never relayed (NETPLAY_NAT_RUNS rounds,
-    default 3; ``python -m bench --only nat`` runs 20)."""
-    runs = int(os.environ.get("NETPLAY_NAT_RUNS", "3"))
+    default 2; ``python -m bench --only nat`` runs 20)."""
+    runs = int(os.environ.get("NETPLAY_NAT_RUNS", "2"))
     lab, lobby = lab_factory({"c1": "cone", "c2": "cone", "s1": "symmetric",
                               "s2": "symmetric"})
     players = [Player(lab, name, lobby) for name in lab.spec]
