@@ -384,11 +384,7 @@ class NetLab:
         for ns in reversed(self.namespaces):
             ns.close()
         self.namespaces.clear()
-
-    def log(self, name: str) -> str:
-        """The tail of a server log (``"lobby.log"``, ``"turnserver.log"``) for a failure."""
-        path = self.tmp / name
-        return path.read_text()[-3000:] if path.exists() else ""
+        shutil.rmtree(self.tmp, ignore_errors=True)  # logs: a failing test quotes them first
 
 
 # -- players: tests/nat_peer.py processes --------------------------------------------------
