@@ -30,6 +30,7 @@ from .errors import (
     LobbyUnavailable,
     MessageTooLarge,
     NetplayError,
+    PeersNotConnected,
     ProtocolError,
     SignalingError,
     UnknownChannel,
@@ -46,7 +47,7 @@ from .events import (
     PeerLeft,
 )
 from .protocol import LobbyInfo, LobbySummary, Member, PeerId
-from .stats import PeerStats
+from .stats import CandidatePair, CandidateType, PeerStats
 
 if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "CandidatePair",
+    "CandidateType",
     "ChannelClosed",
     "ChannelConfig",
     "ChannelError",
@@ -83,6 +86,7 @@ __all__ = [
     "PeerJoined",
     "PeerLeft",
     "PeerStats",
+    "PeersNotConnected",
     "ProtocolError",
     "SignalingError",
     "SyncMesh",

@@ -137,12 +137,12 @@ class DataPlane:
         self.live = (*(x for x in self.live if x is not r), r)
         self._emit(PeerJoined(r.id, r.label))
 
-    def lost(self, r: Remote, reason: LeaveReason) -> None:
-        """``r`` went away: not live any more; report ``PeerLeft``."""
+    def lost(self, r: Remote, reason: LeaveReason, detail: str = "") -> None:
+        """``r`` went away: not live any more; report ``PeerLeft`` (``detail``: why)."""
         self.live = tuple(x for x in self.live if x is not r)
         self._states.pop(r.id, None)
         self._warn.forget(r.id)
-        self._emit(PeerLeft(r.id, reason))
+        self._emit(PeerLeft(r.id, reason, detail))
 
     def channel(self, name: str) -> Channel:
         """The configured channel called ``name``; ``UnknownChannel`` if none."""

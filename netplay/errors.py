@@ -7,6 +7,7 @@ NetplayError
 │   ├── LobbyDisconnected    the lobby dropped us after we joined (the mesh keeps working)
 │   └── LobbyRejected        the lobby answered a request with an error (``code`` says which)
 ├── ProtocolError            malformed lobby message or data-channel packet
+├── PeersNotConnected        wait_for_peers timed out (also a TimeoutError); says why
 └── ChannelError
     ├── UnknownChannel       no channel with that name was configured
     ├── ChannelClosed        send after the session was closed
@@ -28,6 +29,7 @@ __all__ = [
     "LobbyUnavailable",
     "MessageTooLarge",
     "NetplayError",
+    "PeersNotConnected",
     "ProtocolError",
     "SignalingError",
     "UnknownChannel",
@@ -62,6 +64,24 @@ class LobbyRejected(SignalingError):
         super().__init__(f"{message} ({code})")
         self.code = code
         self.message = message
+
+
+class PeersNotConnected(NetplayError, TimeoutError):
+    """``wait_for_peers`` timed out with fewer peers connected than asked for.
+
+    ``connected`` lists the peers that are; ``failures`` maps each peer that no link could be
+    made to, to why (the ``PeerLeft.detail``, for example that a TURN server is needed).
+    A ``TimeoutError``, so code that catches that keeps working.
+    """
+
+    def __init__(self, wanted: int, connected: list[str], failures: dict[str, str],
+                 timeout: float | None) -> None:
+        reasons = "".join(f"; peer {peer}: {why}" for peer, why in failures.items())
+        super().__init__(f"{len(connected)} of {wanted} peer(s) connected after {timeout} s"
+                         f"{reasons or '; no peer failed (still connecting, or too few joined)'}")
+        self.wanted = wanted
+        self.connected = connected
+        self.failures = failures
 
 
 class ProtocolError(NetplayError):

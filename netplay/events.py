@@ -15,7 +15,7 @@ Read them with ``async for ev in mesh.events()`` or ``net.poll()``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from .protocol import LobbyInfo, LobbyLeaveReason, PeerId
@@ -61,6 +61,11 @@ class PeerLeft:
     """The lobby-assigned id of the peer."""
     reason: LeaveReason
     """Why it left."""
+    detail: str = field(default="", compare=False)
+    """A sentence for people (logs, a "could not connect" screen), or ``""``. With
+    ``"connection_failed"`` it says what went wrong, for example that no candidate pair
+    worked and neither player had a TURN relay candidate (a TURN server is needed; see
+    docs/nat.md). Not part of equality: compare ``peer_id`` and ``reason``."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .channels import Channel
 from .config import MeshConfig
 from .conditioner import ConditionerConfig
 from .dataplane import DataPlane
-from .errors import ChannelClosed, ProtocolError, SignalingError
+from .errors import ChannelClosed, PeersNotConnected, ProtocolError, SignalingError
 from .events import (
     Event,
     HostChanged,
@@ -39,11 +39,10 @@ from .events import (
     LobbyConnectionChanged,
     LobbyUpdated,
     MessagesUndelivered,
-    PeerLeft,
 )
 from .eventstream import EventStream
 from .lobby_client import LobbyClient
-from .remote import Leave, Remote, Signal, supervise
+from .remote import Leave, LobbyBack, Remote, Signal, supervise
 from .stats import PeerStats
 from .types import PeerId
 
@@ -228,22 +227,15 @@ class Mesh:
     async def wait_for_peers(self, n: int, timeout: float | None = 10.0) -> list[PeerId]:
         """Wait until at least ``n`` peers are connected; returns their ids.
 
-        ``TimeoutError`` after ``timeout`` s says how many connected and why others did not
-        (the ``PeerLeft`` reasons still queued); ``ChannelClosed`` if the mesh closes.
+        ``PeersNotConnected`` (a ``TimeoutError``) after ``timeout`` s says which peers failed
+        and why; ``ChannelClosed`` if the mesh closes.
         """
         try:
             await self._stream.wait_until(lambda: len(self._plane.live) >= n, timeout)
         except TimeoutError:
-            raise TimeoutError(self._peers_missing(n, timeout)) from None
+            failures = {r.id: r.failure for r in self._remotes.values() if r.failure}
+            raise PeersNotConnected(n, self.peers, failures, timeout) from None
         return self.peers
-
-    def _peers_missing(self, n: int, timeout: float | None) -> str:
-        failed = sorted({f"{e.peer_id} ({e.reason})" for e in self._stream.peek(PeerLeft)})
-        why = (f"; links that failed: {', '.join(failed)}" if failed else
-               "; no link failed yet (still connecting, or too few players in the lobby)")
-        return (f"{len(self.peers)} of {n} peers connected within {timeout} s{why}. "
-                "netplay logs a WARNING when ICE finds no way to a peer (see docs/api.md, "
-                "'When players don't connect')")
 
     # -- data (see netplay.dataplane) -----------------------------------------------------
 
@@ -425,6 +417,8 @@ class Mesh:
         self._welcome = welcome
         lobby_up.set()
         self._stream.emit(LobbyConnectionChanged(True, welcome.resumed))
+        for r in self._remotes.values():  # a signal sent as the lobby went away may be lost
+            r.inbox.put_nowait(LobbyBack())
         if welcome.resumed:
             if welcome.lobby is not None:
                 self._set_lobby(welcome.lobby)

@@ -166,11 +166,15 @@ class PeerLink:
         global _no_pair_warned
         if _no_pair_warned:
             return
-        why = no_pair_reason(self._candidates(local=True), self._candidates(local=False),
-                             self.config)
+        why = self.no_pair()
         if why is not None:
             _no_pair_warned = True
             logger.warning("no ICE candidate pair for peer %s: %s", self.peer_id, why)
+
+    def no_pair(self) -> str | None:
+        """Why ICE had no candidate pair to try on this link (with advice), or ``None``."""
+        return no_pair_reason(self._candidates(local=True), self._candidates(local=False),
+                              self.config)
 
     def _candidates(self, *, local: bool) -> list[str] | None:
         """Addresses of the link's local or remote ICE candidates (public aiortc API);

@@ -9,7 +9,9 @@ lobby, the data plane and the link post to the remote's ``inbox``:
   silence check (messages about attempts already abandoned are ignored); ``PeerJoined``
   itself is reported at once, inside the channel-open callback, so it always precedes the
   peer's first message;
-- :class:`Leave`: the peer left the lobby or said goodbye.
+- :class:`Leave`: the peer left the lobby or said goodbye;
+- :class:`LobbyBack`: the lobby connection came back: an offer or answer of a link that has
+  not opened is sent again (the lobby may have lost it with the old connection).
 
 The supervisor sees its session only through :class:`LinkOwner` (as matchbox hands its
 handshake a ``SignalPeer``: an id plus a sender), never the whole ``Mesh``.
@@ -30,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
+from . import _aiortc
 from .congestion import Pacer
 from .events import LeaveReason
 from .lanes import Inbound, Outbound
@@ -43,8 +46,8 @@ if TYPE_CHECKING:
     from .conditioner import ConditionerConfig
     from .config import MeshConfig
 
-__all__ = ["Inbox", "Leave", "LinkDown", "LinkOpen", "LinkOwner", "Remote", "Signal",
-           "supervise"]
+__all__ = ["NO_RELAY", "NO_ROUTE", "Inbox", "Leave", "LinkDown", "LinkOpen", "LinkOwner",
+           "LobbyBack", "Remote", "Signal", "supervise"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,12 @@ class Leave:
     reason: LeaveReason
 
 
-Message: TypeAlias = Signal | LinkOpen | LinkDown | Leave
+@dataclass(frozen=True, slots=True)
+class LobbyBack:
+    """The lobby connection came back (a signal sent as it went away may be lost)."""
+
+
+Message: TypeAlias = Signal | LinkOpen | LinkDown | Leave | LobbyBack
 Inbox: TypeAlias = "asyncio.Queue[Message]"
 
 
@@ -122,6 +130,11 @@ class Remote:
     """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
     """The id the lobby knows this peer by now (differs from ``id`` after a lobby restart)."""
+    last_signal: OfferPayload | AnswerPayload | None = None
+    """Our latest offer or answer, sent again when the lobby comes back before its link
+    opened (the lobby may have lost it: a NAT remap breaks the lobby connection too)."""
+    failure: str = ""
+    """Why no link could be made (``PeerLeft.detail``), once the supervisor gave up."""
 
     def __post_init__(self) -> None:
         self.lobby_id = self.lobby_id or self.id
@@ -178,8 +191,8 @@ class LinkOwner(Protocol):
         """``r``'s link opened: report ``PeerJoined``."""
         ...
 
-    def lost(self, r: Remote, reason: LeaveReason) -> None:
-        """``r`` is gone for now: report ``PeerLeft``."""
+    def lost(self, r: Remote, reason: LeaveReason, detail: str = "") -> None:
+        """``r`` is gone for now: report ``PeerLeft`` (``detail``: why, for people)."""
         ...
 
     def undelivered(self, r: Remote, count: int) -> None:
@@ -199,6 +212,7 @@ def _new_link(owner: LinkOwner, r: Remote, attempt: int) -> PeerLink:
         conditioner=owner.conditioner_for(r.id),
         on_bad=lambda index, why: owner.on_bad(r, index, why),
     )
+    _aiortc.prefer_direct(link.pc)  # a direct path over a relayed one that answered first
     r.link = link
     link.on_drain(lambda: owner.kick(r))
     return link
@@ -215,7 +229,9 @@ def _opened(owner: LinkOwner, r: Remote, attempt: int) -> None:
     r.connected = r.ever_reported = True
     r.state.last_heard = time.monotonic()
     r.was_connected = True
-    logger.info("peer %s (%s) connected (attempt %d)", r.id, r.label, attempt)
+    pair = r.state.stats.candidate_pair = _aiortc.selected_pair(link.pc)
+    logger.info("peer %s (%s) connected (attempt %d) over %s", r.id, r.label, attempt,
+                pair or "an unknown candidate pair")
     owner.joined(r)
     r.outbound.resend_all()  # what was in flight on an earlier link goes again (deduplicated)
     owner.kick(r)
@@ -224,6 +240,7 @@ def _opened(owner: LinkOwner, r: Remote, attempt: int) -> None:
 
 async def _drop_link(r: Remote) -> None:
     link, r.link = r.link, None
+    r.state.stats.candidate_pair = None
     for handle in (r.flush_handle, r.pump_handle):
         if handle is not None:
             handle.cancel()
@@ -236,7 +253,13 @@ async def _offer(owner: LinkOwner, r: Remote, attempt: int) -> None:
     link = _new_link(owner, r, attempt)
     offer = await link.make_offer()
     logger.debug("offer to %s (attempt %d)", r.id, attempt)
-    await owner.signal(r, offer)
+    await _signal(owner, r, offer)
+
+
+async def _signal(owner: LinkOwner, r: Remote, payload: SignalPayload) -> None:
+    if isinstance(payload, OfferPayload | AnswerPayload):
+        r.last_signal = payload
+    await owner.signal(r, payload)
 
 
 def _lost(owner: LinkOwner, r: Remote, reason: LeaveReason) -> None:
@@ -261,7 +284,7 @@ async def _handle_signal(owner: LinkOwner, r: Remote, payload: SignalPayload) ->
             await _drop_link(r)
         link = _new_link(owner, r, payload.attempt)
         answer = await link.accept_offer(payload)
-        await owner.signal(r, answer)
+        await _signal(owner, r, answer)
         return True
     if link is None or link.attempt != payload.attempt:
         logger.debug("ignoring %s for attempt %d from %s", payload.kind, payload.attempt, r.id)
@@ -273,10 +296,41 @@ async def _handle_signal(owner: LinkOwner, r: Remote, payload: SignalPayload) ->
     return False
 
 
-def _give_up(owner: LinkOwner, r: Remote) -> None:
+NO_ROUTE = ("no ICE candidate pair worked and neither player has a TURN relay candidate: "
+            "their NATs (likely symmetric) let only a relay through, so a TURN server is "
+            "needed (give the lobby TURN settings; see docs/nat.md)")
+"""``PeerLeft.detail`` when a connection attempt failed for want of a relay."""
+NO_RELAY = ("no ICE candidate pair worked and neither player got a TURN relay candidate "
+            "although TURN is configured: the TURN server is unreachable or refused the "
+            "credentials (see docs/nat.md)")
+"""``PeerLeft.detail`` when TURN is configured but gave neither player a relay candidate."""
+
+
+def _unreachable(owner: LinkOwner, link: PeerLink | None) -> str | None:
+    """Why trying again cannot help, or ``None``: the offer and answer were exchanged, ICE
+    checked every pair until the deadline and none answered, and neither side has a relay
+    candidate. Another attempt would check the same dead pairs."""
+    pc = link.pc if link is not None else None
+    if link is None or pc is None or pc.localDescription is None \
+            or pc.remoteDescription is None:
+        return None
+    no_pair = link.no_pair()
+    if no_pair is not None:  # not even a pair to check: a NAT is not the problem
+        return no_pair
+    if _aiortc.ice_succeeded(pc) is not False:
+        return None
+    if " typ relay" in pc.localDescription.sdp + pc.remoteDescription.sdp:
+        return None
+    turn = any(url.startswith(("turn:", "turns:"))
+               for server in owner.ice_servers() for url in server.urls)
+    return NO_RELAY if turn else NO_ROUTE
+
+
+def _give_up(owner: LinkOwner, r: Remote, detail: str) -> None:
+    r.failure = detail
     if not r.ever_reported:
         r.ever_reported = True
-        owner.lost(r, "connection_failed")
+        owner.lost(r, "connection_failed", detail)
 
 
 async def _next(r: Remote, deadline: float | None) -> Message | None:
@@ -317,6 +371,13 @@ async def supervise(owner: LinkOwner, r: Remote) -> None:
                     failures = 0  # PeerJoined was already reported by _opened
                     deadline = None
                     continue
+                case LobbyBack():
+                    last = r.last_signal
+                    if link is not None and not link.opened and not link.closed \
+                            and last is not None and last.attempt == link.attempt:
+                        logger.debug("lobby back: %s to %s again", last.kind, r.id)
+                        await _signal(owner, r, last)
+                    continue
                 case LinkDown(down, why) if link is not None and down == link.attempt:
                     pass
                 case None:
@@ -327,9 +388,14 @@ async def supervise(owner: LinkOwner, r: Remote) -> None:
             logger.info("link to %s (attempt %d) failed: %s", r.id, attempt, why)
             if link is not None and not link.opened:
                 link.explain_failure()  # one WARNING when ICE had no pair to try
+            hopeless = _unreachable(owner, link)
             _lost(owner, r, reason)
             await _drop_link(r)
             failures += 1
+            if hopeless is not None:
+                logger.warning("cannot connect to peer %s (%s): %s", r.id, r.label, hopeless)
+                _give_up(owner, r, hopeless)
+                return
             if failures > config.reconnect_attempts:
                 break
             await owner.lobby_ready()
@@ -339,14 +405,14 @@ async def supervise(owner: LinkOwner, r: Remote) -> None:
             deadline = time.monotonic() + config.connect_timeout
         logger.info("giving up on peer %s (%s) after %d failed attempts", r.id, r.label,
                     failures)
-        _give_up(owner, r)
+        _give_up(owner, r, f"no link after {failures} attempts (the last: {why})")
     except Exception:
         if owner.is_open():
             logger.exception("link to %s failed unexpectedly", r.id)
         else:  # the session closed under a link that was still connecting: nothing to report
             logger.debug("link to %s stopped by close", r.id, exc_info=True)
         _lost(owner, r, "connection_failed")
-        _give_up(owner, r)
+        _give_up(owner, r, "internal error (logged)")
     finally:
         r.done = True
         with contextlib.suppress(Exception):

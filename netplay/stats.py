@@ -11,12 +11,52 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 from netplay.clock import ClockSync
 from netplay.interpolation import InterpolationBuffer
 from netplay.snapshots import SnapshotBuffer
 
-__all__ = ["PeerStats", "RateMeter", "StatsTracker"]
+__all__ = ["CandidatePair", "CandidateType", "PeerStats", "RateMeter", "StatsTracker"]
+
+CandidateType: TypeAlias = Literal["host", "srflx", "prflx", "relay"]
+"""An ICE candidate's type (RFC 8445): ``"host"`` an address of the machine itself,
+``"srflx"`` its public address as a STUN server saw it (behind a NAT), ``"prflx"`` an address
+learned from the peer's connectivity checks (a NAT mapping STUN did not show), ``"relay"`` an
+address on a TURN server that relays every packet."""
+
+_INDIRECTION: dict[str, int] = {"host": 0, "prflx": 1, "srflx": 2, "relay": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePair:
+    """The ICE candidate pair a link to a peer uses: which path its packets take."""
+
+    local_type: CandidateType
+    """Type of our end."""
+    local_address: tuple[str, int]
+    """Our end: (IP address, UDP port). For ``"host"`` behind a NAT, the private address."""
+    remote_type: CandidateType
+    """Type of the peer's end."""
+    remote_address: tuple[str, int]
+    """The peer's end as we send to it: (IP address, UDP port)."""
+
+    @property
+    def relayed(self) -> bool:
+        """True when a TURN server relays the link (either end is ``"relay"``)."""
+        return "relay" in (self.local_type, self.remote_type)
+
+    @property
+    def kind(self) -> CandidateType:
+        """The pair in one word, the more indirect of its two ends: ``"relay"`` (through
+        TURN), ``"srflx"`` or ``"prflx"`` (direct, through NATs), ``"host"`` (direct, no NAT
+        between the two: a LAN or the same machine)."""
+        return max(self.local_type, self.remote_type, key=_INDIRECTION.__getitem__)
+
+    def __str__(self) -> str:
+        local, remote = self.local_address, self.remote_address
+        return (f"{self.kind} {local[0]}:{local[1]} ({self.local_type}) -> "
+                f"{remote[0]}:{remote[1]} ({self.remote_type})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +101,9 @@ class PeerStats:
     """Bytes received in total."""
     bytes_out: int
     """Bytes sent in total."""
+    candidate_pair: CandidatePair | None = None
+    """The ICE candidate pair the link uses (host, server-reflexive, peer-reflexive or
+    relayed, with both addresses), or ``None`` while no link is up."""
 
     def summary(self) -> str:
         """A one-line, net_graph-style summary for an on-screen overlay or a log line."""
@@ -74,6 +117,7 @@ class PeerStats:
             f"in {self.bytes_in_per_s / 1000:.1f} kB/s {self.packets_in_per_s:.0f} pkt/s "
             f"out {self.bytes_out_per_s / 1000:.1f} kB/s {self.packets_out_per_s:.0f} pkt/s "
             f"snap {self.snapshot_rate_hz:.0f} Hz interp {ms(self.interp_delay_ms)} ms"
+            f" path {self.candidate_pair.kind if self.candidate_pair else '-'}"
         )
 
 
@@ -175,6 +219,8 @@ class StatsTracker:
         """Packets that could not be decoded."""
         self.delta_bytes_saved = 0
         """Bytes saved by delta compression so far."""
+        self.candidate_pair: CandidatePair | None = None
+        """The ICE candidate pair of the current link (set when a link opens)."""
 
     def on_send(self, now: float, nbytes: int) -> None:
         """A packet of ``nbytes`` was sent to the peer."""
@@ -226,4 +272,5 @@ class StatsTracker:
             delta_bytes_saved=self.delta_bytes_saved,
             bytes_in=int(self._bytes_in.total),
             bytes_out=int(self._bytes_out.total),
+            candidate_pair=self.candidate_pair,
         )

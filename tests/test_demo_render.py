@@ -103,6 +103,14 @@ def test_net_graph_fields_are_labelled_and_separated() -> None:
     assert netgraph.loss_text(empty) == "loss --"
 
 
+@pytest.mark.parametrize(("path", "text"), [("host", "direct"), ("srflx", "direct via NAT"),
+                                            ("prflx", "direct via NAT"),
+                                            ("relay", "relayed (TURN)"), (None, "")])
+def test_the_net_graph_says_which_path_a_link_takes(path: str | None, text: str) -> None:
+    row = render.NetRow("bob", (1, 2, 3), 1.0, 0.1, 0.0, 1.0, 1.0, 50.0, (), path)
+    assert netgraph.path_text(row) == text
+
+
 @pytest.mark.parametrize(("samples", "top"), [([], 10), ([5, 6], 10), ([40, 45, 80], 100),
                                               ([101], 200), ([370.8], 500), ([1e6], 10000)])
 def test_the_rtt_plot_scale_is_a_round_number_above_every_sample(samples: list[float],

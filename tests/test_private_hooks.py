@@ -324,3 +324,90 @@ def test_importing_the_conditioner_does_not_import_aiortc_private_hooks() -> Non
     code = ("import sys, netplay.conditioner; "
             "assert 'netplay._aiortc' not in sys.modules and 'aiortc' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- canaries: ICE pairs (prefer direct, selected pair) ---------------------------------------
+
+def test_canary_aioice_check_complete_is_called_through_self() -> None:
+    # Both ends of a check report to ``self.check_complete(pair)``, so an instance attribute
+    # replaces it; the pair states and the check list are what the hold reads.
+    for method in (aioice.ice.Connection.check_start, aioice.ice.Connection.check_incoming):
+        assert f"self.{_aiortc._ICE_CHECK_COMPLETE}(" in inspect.getsource(method)
+    assert {s.name for s in aioice.ice.CandidatePair.State} == {
+        "FROZEN", "WAITING", "IN_PROGRESS", "SUCCEEDED", "FAILED"}
+
+
+async def test_canary_aioice_check_list_and_nominated(pc: RTCPeerConnection) -> None:
+    connection = getattr(ice_of(pc), _aiortc._ICE_CONNECTION)
+    assert getattr(connection, _aiortc._ICE_CHECK_LIST) == []
+    assert getattr(connection, _aiortc._ICE_CHECK_LIST_DONE) is False
+    assert getattr(connection, _aiortc._ICE_NOMINATED) == {}
+    assert _aiortc.selected_pair(pc) is None
+    assert _aiortc.prefer_direct(pc) and _aiortc.prefer_direct(pc)  # idempotent
+    assert _aiortc.ice_succeeded(pc) is False
+
+
+def _pair(connection: Any, local: str, remote: str) -> Any:
+    """A real aioice CandidatePair between candidates of the given types (never checked on
+    the network: the hold is logic on the pair states)."""
+    def candidate(kind: str, port: int) -> aioice.Candidate:
+        return aioice.Candidate(foundation=kind, component=1, transport="udp", priority=1,
+                                host="203.0.113.5", port=port, type=kind)
+    protocol = SimpleNamespace(local_candidate=candidate(local, 1000))
+    pair = aioice.ice.CandidatePair(protocol, candidate(remote, 2000))  # type: ignore[arg-type]
+    connection._check_list.append(pair)
+    return pair
+
+
+async def _held_connection(pc: RTCPeerConnection) -> tuple[Any, Any, Any]:
+    connection = getattr(ice_of(pc), _aiortc._ICE_CONNECTION)
+    assert _aiortc.prefer_direct(pc)
+    direct, relayed = _pair(connection, "host", "srflx"), _pair(connection, "host", "relay")
+    direct.state = aioice.ice.CandidatePair.State.IN_PROGRESS
+    relayed.state, relayed.nominated = aioice.ice.CandidatePair.State.SUCCEEDED, True
+    connection.check_complete(relayed)  # the relay answered first ...
+    assert connection._nominated == {} and not connection._check_list_done  # ... and waits
+    return connection, direct, relayed
+
+
+async def test_a_direct_pair_that_succeeds_during_the_hold_wins(pc: RTCPeerConnection) -> None:
+    connection, direct, relayed = await _held_connection(pc)
+    direct.state, direct.nominated = aioice.ice.CandidatePair.State.SUCCEEDED, True
+    connection.check_complete(direct)
+    assert connection._nominated == {1: direct} and connection._check_list_done
+    assert _aiortc.selected_pair(pc) == netplay.CandidatePair(
+        "host", ("203.0.113.5", 1000), "srflx", ("203.0.113.5", 2000))
+    assert _aiortc.ice_succeeded(pc) is True
+
+
+async def test_the_held_relay_is_selected_when_every_direct_check_failed(
+        pc: RTCPeerConnection) -> None:
+    connection, direct, relayed = await _held_connection(pc)
+    direct.state = aioice.ice.CandidatePair.State.FAILED
+    connection.check_complete(direct)
+    assert connection._nominated == {1: relayed} and connection._check_list_done
+    assert _aiortc.selected_pair(pc).relayed  # type: ignore[union-attr]
+
+
+async def test_the_held_relay_is_selected_after_the_grace(
+        pc: RTCPeerConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_aiortc, "DIRECT_GRACE", 0.05)
+    connection, direct, relayed = await _held_connection(pc)
+    async with asyncio.timeout(5):
+        while not connection._nominated:
+            await asyncio.sleep(0.01)
+    assert connection._nominated == {1: relayed} and connection._check_list_done
+
+
+async def test_prefer_direct_and_selected_pair_fall_back_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stand_in = SimpleNamespace(sctp=SimpleNamespace(transport=SimpleNamespace(
+        transport=SimpleNamespace(_connection=SimpleNamespace()))))
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        for _ in range(2):
+            assert not _aiortc.prefer_direct(stand_in)  # type: ignore[arg-type]
+            assert _aiortc.selected_pair(stand_in) is None  # type: ignore[arg-type]
+            assert _aiortc.ice_succeeded(stand_in) is None  # type: ignore[arg-type]
+    hold, nominated = fallbacks(caplog)
+    assert "check_complete" in hold and "relayed" in hold
+    assert "_nominated" in nominated and "candidate_pair stays None" in nominated

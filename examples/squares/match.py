@@ -173,7 +173,7 @@ class Match:
                 link = self.net.link(player.id)
                 rows.append(NetRow(player.name, player.color, link.rtt_ms, link.jitter_ms,
                                    link.loss, link.kbps_in, link.kbps_out, link.interp_ms,
-                                   list(self.rtt_history.get(player.id, ()))))
+                                   list(self.rtt_history.get(player.id, ())), link.path))
         return HudInfo(code=self.code, host_name=self.world.name_of(self.world.host_id),
                        conditioner=self.net.conditioner_label, fps=fps,
                        show_net_graph=show_net_graph, net_rows=rows, help_lines=help_lines)

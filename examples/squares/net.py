@@ -98,6 +98,8 @@ class LinkNumbers:
     kbps_in: float | None
     kbps_out: float | None
     interp_ms: float | None
+    path: str | None = None
+    """The link's ICE candidate pair kind (host, srflx, prflx, relay), if known."""
 
 
 @dataclass
@@ -315,6 +317,7 @@ class NetSession:
             rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms, loss=s.loss,
             kbps_in=s.bytes_in_per_s * 8 / 1000, kbps_out=s.bytes_out_per_s * 8 / 1000,
             interp_ms=s.interp_delay_ms,
+            path=s.candidate_pair.kind if s.candidate_pair is not None else None,
         )
         self._last_link[peer_id] = numbers
         return numbers

@@ -54,6 +54,8 @@ class NetRow:
     kbps_out: float | None
     interp_ms: float | None
     rtt_history: Sequence[float] = ()
+    path: str | None = None
+    """The ICE candidate pair's kind (``PeerStats.candidate_pair.kind``), if known."""
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
@@ -66,6 +68,12 @@ def stat_lines(row: NetRow) -> tuple[str, str]:
              f"interp {_fmt(row.interp_ms, 'ms', 0)}")
     rates = f"in {_fmt(row.kbps_in, 'kbps')} | out {_fmt(row.kbps_out, 'kbps')}"
     return times, rates
+
+
+def path_text(row: NetRow) -> str:
+    """Which way the packets go: ``direct``, ``direct via NAT``, ``relayed (TURN)`` or ``""``."""
+    return {"host": "direct", "srflx": "direct via NAT", "prflx": "direct via NAT",
+            "relay": "relayed (TURN)"}.get(row.path or "", "")
 
 
 def loss_text(row: NetRow) -> str:
@@ -129,6 +137,8 @@ def draw_net_graph(surface: pygame.Surface, rows: Sequence[NetRow], fonts: Fonts
         times, rates = stat_lines(row)
         blit_text(surface, fonts.tiny, times, (x, y + 17), TEXT)
         blit_text(surface, fonts.tiny, rates, (x, y + 32), TEXT)
+        blit_text(surface, fonts.tiny, path_text(row), (right, y + 32),
+                  WARN if row.path == "relay" else DIM, anchor="topright")
         _plot(surface, plot_rect(pos, width, i), row.rtt_history, row.color, fonts)
         y += ROW_H
     return pygame.Rect(pos, (width, height))
