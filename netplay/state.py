@@ -27,7 +27,7 @@ from .interpolation import InterpolationBuffer
 from .seq import next_seq, seq_gt
 from .snapshots import SnapshotBuffer, Verdict
 from .stats import PeerStats, StatsTracker
-from .wire import Datagram, pack_body, pack_head
+from .wire import Datagram, pack_body, pack_head, pack_tail, unpack_datagram
 
 __all__ = ["PeerState"]
 
@@ -144,6 +144,11 @@ class PeerState:
         self.last_snapshot_sent = now
         self._in_flight_bytes += len(head)
         return head
+
+    def build(self, now: float) -> Datagram:
+        """The next datagram as a value, through the send path's own encoding (:meth:`head`
+        and :func:`~netplay.wire.pack_tail`) and the receive path's decoding: for tests."""
+        return unpack_datagram(self.head(now) + pack_tail(1, None, ()))
 
     def snapshot_in_flight_age(self, now: float) -> float:
         """Seconds since the oldest snapshot sent after the newest one the peer acknowledged
