@@ -122,6 +122,11 @@ _SCTP_RTO = "_rto"  # RTCSctpTransport
 _SCTP_UPDATE_RTO = "_update_rto"  # RTCSctpTransport
 _SCTP_SACK = "_receive_sack_chunk"  # RTCSctpTransport
 _SCTP_CWND = "_cwnd"  # RTCSctpTransport
+_SCTP_SEND_SACK = "_send_sack"  # RTCSctpTransport
+_SCTP_SACK_NEEDED = "_sack_needed"  # RTCSctpTransport
+_SCTP_MISORDERED = "_sack_misordered"  # RTCSctpTransport
+_SCTP_DUPLICATES = "_sack_duplicates"  # RTCSctpTransport
+_SCTP_LAST_TSN = "_last_received_tsn"  # RTCSctpTransport
 _PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
 _ICE_MONITOR = "_monitor"  # RTCIceTransport
 _CONSENT_TASK = "_query_consent_task"  # aioice Connection
@@ -324,6 +329,14 @@ which still arrives if it was not lost). aiortc
 measures RTT on a chunk that was gap-acked long before the cumulative ack reached it, which
 let its RTO grow past 12 s under loss; with the last SACKs lost and the window full, nothing
 then moved until that timer fired, and the link was declared dead first."""
+SACK_EVERY = 2
+"""SCTP acknowledges every second packet that arrives in order (RFC 4960 6.2's delayed ack:
+"at least every second packet"); aiortc acknowledges every packet. A SACK costs both ends a
+DTLS record and a UDP packet, as much as the datagram it acknowledges. netplay's own acks
+ride in its datagrams; SCTP's only keep its window moving, which every second packet does."""
+SACK_DELAY = 0.1
+"""Seconds: the longest an in-order packet waits for its SACK (RFC 4960 allows 200 ms). Above
+a 30 Hz game's 33 ms between datagrams, so its SACKs really halve."""
 WEBRTC_DCEP = 50
 """SCTP payload protocol id of the data channel establishment protocol (RFC 8832)."""
 DATA_CHANNEL_OPEN = 3
@@ -392,7 +405,65 @@ def tune(sctp: Any) -> bool:
         ok = False
     bounded = _bound_rto(sctp)
     floored = _floor_cwnd(sctp)
-    return bounded and floored and ok
+    delayed = _delay_sacks(sctp)
+    return bounded and floored and delayed and ok
+
+
+def _delay_sacks(sctp: Any) -> bool:
+    """Make ``sctp`` acknowledge in-order packets every :data:`SACK_EVERY` packets or after
+    :data:`SACK_DELAY`, whichever comes first; gaps and duplicates are still acknowledged at
+    once (fast retransmit and FORWARD TSN rely on them)."""
+    send_sack = getattr(sctp, _SCTP_SEND_SACK, None)
+    if getattr(send_sack, "_netplay", False):
+        return True
+    if not (inspect.iscoroutinefunction(send_sack) and hasattr(sctp, _SCTP_SACK_NEEDED)
+            and hasattr(sctp, _SCTP_MISORDERED) and hasattr(sctp, _SCTP_DUPLICATES)
+            and hasattr(sctp, _SCTP_LAST_TSN)):
+        _fallback("RTCSctpTransport._send_sack/_sack_needed/_sack_misordered/"
+                  "_sack_duplicates/_last_received_tsn",
+                  "SCTP acknowledges every packet (more CPU per datagram)")
+        return False
+    held = 0
+    acked_tsn: int | None = None  # the cumulative TSN of the last packet counted
+    timer: asyncio.TimerHandle | None = None
+    flushing: set[asyncio.Task[None]] = set()
+
+    async def send_held() -> None:
+        nonlocal held
+        held = 0
+        if getattr(sctp, _SCTP_SACK_NEEDED) and sctp.state == "connected":
+            await send_sack()
+
+    def on_timer() -> None:
+        nonlocal timer
+        timer = None
+        if held:
+            task = asyncio.ensure_future(send_held())
+            flushing.add(task)
+            task.add_done_callback(flushing.discard)
+
+    async def delayed_send_sack() -> None:
+        nonlocal held, timer, acked_tsn
+        urgent = bool(getattr(sctp, _SCTP_MISORDERED) or getattr(sctp, _SCTP_DUPLICATES)) \
+            or sctp.state != "connected"
+        tsn = getattr(sctp, _SCTP_LAST_TSN)
+        if not urgent and tsn == acked_tsn and held:
+            return  # a packet with no new data (the peer's SACK): keep holding ours
+        acked_tsn = tsn
+        if urgent or held + 1 >= SACK_EVERY:
+            held = 0
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            await send_sack()
+            return
+        held += 1  # _sack_needed stays set: the next packet, or the timer, sends it
+        if timer is None:
+            timer = asyncio.get_running_loop().call_later(SACK_DELAY, on_timer)
+
+    delayed_send_sack._netplay = True  # type: ignore[attr-defined]
+    setattr(sctp, _SCTP_SEND_SACK, delayed_send_sack)
+    return True
 
 
 def _floor_cwnd(sctp: Any) -> bool:

@@ -171,6 +171,65 @@ async def test_tune_keeps_the_window_at_the_floor_after_a_sack(pc: RTCPeerConnec
     assert sctp._cwnd == _aiortc.CWND_FLOOR
 
 
+async def test_canary_sctp_sack(pc: RTCPeerConnection) -> None:
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SEND_SACK))
+    handle = inspect.getsource(RTCSctpTransport._handle_data)
+    assert f"if self.{_aiortc._SCTP_SACK_NEEDED}:" in handle  # each packet: SACK if needed
+    assert f"await self.{_aiortc._SCTP_SEND_SACK}()" in handle  # through self: instance wins
+    for name in (_aiortc._SCTP_MISORDERED, _aiortc._SCTP_DUPLICATES, _aiortc._SCTP_LAST_TSN):
+        assert hasattr(pc.sctp, name), name
+
+
+async def test_tune_acknowledges_every_second_in_order_packet() -> None:
+    """Two real peer connections on loopback: with ``tune``, half as many SACKs as packets,
+    and every message still arrives."""
+    from aiortc import RTCConfiguration
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        out = a.createDataChannel("d", ordered=False, maxRetransmits=0, negotiated=True, id=0)
+        into = b.createDataChannel("d", ordered=False, maxRetransmits=0, negotiated=True, id=0)
+        sacks = 0
+        original = b.sctp._send_sack
+
+        async def counting() -> None:
+            nonlocal sacks
+            sacks += 1
+            await original()
+
+        b.sctp._send_sack = counting  # under tune's wrapper: counts the SACKs really sent
+        for sctp in (a.sctp, b.sctp):
+            assert _aiortc.tune(sctp)
+        got: list[bytes] = []
+        opened = asyncio.Event()
+        out.on("open", opened.set)
+        into.on("message", got.append)
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        await asyncio.wait_for(opened.wait(), 30)
+        await asyncio.sleep(0.3)  # the handshake's own SACKs are done
+        before = sacks
+        count = 40
+        for i in range(count):
+            out.send(bytes([i]) * 100)
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(30):
+            while len(got) < count:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(_aiortc.SACK_DELAY * 2)  # a held SACK goes on its timer
+        sent = sacks - before
+        assert count // 2 - 2 <= sent <= count * 0.6, sent
+        assert not b.sctp._sack_needed  # nothing left unacknowledged
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_tune_keeps_the_rto_at_most_max_rto(pc: RTCPeerConnection) -> None:
     sctp = pc.sctp
     assert _aiortc.tune(sctp)
@@ -278,10 +337,11 @@ def test_tune_falls_back_with_one_warning_per_missing_part(
     with caplog.at_level(logging.WARNING, logger="netplay"):
         assert not _aiortc.tune(stand_in)
         assert not _aiortc.tune(stand_in)
-    rto, update, window = fallbacks(caplog)
+    rto, update, window, sack = fallbacks(caplog)
     assert "_rto" in rto and "3 s" in rto
     assert "_update_rto" in update and "many seconds" in update
     assert "_receive_sack_chunk" in window and "congestion window" in window
+    assert "_send_sack" in sack and "every packet" in sack
     assert vars(stand_in) == {}
 
 
