@@ -10,12 +10,14 @@ __all__ = ["WarnLimiter"]
 
 
 class WarnLimiter:
-    """``warn(key, msg, *args)`` logs at WARNING at most once per ``interval`` seconds per key,
-    saying how many similar warnings were suppressed since."""
+    """``warn(key, msg, *args)`` logs at ``level`` (WARNING) at most once per ``interval``
+    seconds per key, saying how many similar warnings were suppressed since."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = 10.0,
+                 level: int = logging.WARNING) -> None:
         self.logger = logger
         self.interval = interval
+        self.level = level
         self._last: dict[Any, float] = {}
         self._suppressed: dict[Any, int] = {}
 
@@ -31,7 +33,7 @@ class WarnLimiter:
         if skipped:
             msg += " (%d similar warnings suppressed)"
             args = (*args, skipped)
-        self.logger.warning(msg, *args)
+        self.logger.log(self.level, msg, *args)
         return True
 
     def forget(self, key: Any) -> None:

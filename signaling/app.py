@@ -5,8 +5,11 @@ Routes
     ``/healthz``   ``{"status": "ok", "connections": ..., "lobbies": ..., ...}``
     ``/lobbies``   public open lobbies as JSON, ``?game=`` to filter
 
-Each connection is checked here (frame size, rate, schema, hello/auth) before anything reaches
-the :class:`~signaling.lobby.Backend`.
+Each connection is checked here (per-address limits, frame size, rate, schema, hello deadline,
+auth) before anything reaches the :class:`~signaling.lobby.Backend`. Whatever a client sends, it
+gets a typed ``error`` or a documented close code (docs/lobby.md, "Errors"); nothing it sends
+makes the server log a traceback, and warnings about misbehaving clients are rate-limited
+(one line per kind every 10 s, with a count of the ones left out).
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import traceback
 from collections.abc import AsyncIterator
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 
 from starlette import status
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from netplay._ratelimit import WarnLimiter
 from netplay.errors import ProtocolError
 from netplay.protocol import (
     PROTOCOL_VERSION,
@@ -54,10 +60,11 @@ from netplay.protocol import (
 )
 
 from .auth import turn_credentials, verify_token
+from .limits import AddressLimits, TokenBucket
 from .lobby import Backend, LeaveReason, LobbyError, MemoryBackend, check_name
 from .settings import Settings
 
-__all__ = ["create_app", "ice_servers"]
+__all__ = ["TokenBucket", "create_app", "ice_servers"]
 
 logger = logging.getLogger("signaling")
 
@@ -70,25 +77,18 @@ ABUSE: Final = frozenset({ErrorCode.BAD_MESSAGE, ErrorCode.NOT_AUTHENTICATED,
 
 _CLOSE: Final = object()
 
+FAILED_JOIN: Final = frozenset({ErrorCode.BAD_PASSWORD, ErrorCode.LOBBY_NOT_FOUND})
+"""Join refusals that spend the address's failed-join allowance (``password_attempts``)."""
 
-class TokenBucket:
-    """``capacity`` tokens, refilled at ``rate`` per second; :meth:`take` spends one."""
 
-    def __init__(self, rate: float, capacity: int, clock: Any = time.monotonic) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = float(capacity)
-        self.clock = clock
-        self.stamp = clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+def _where(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``exc``: one line instead of a
+    traceback in the log."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
 
 
 def ice_servers(settings: Settings, peer_id: str, now: float | None = None) -> list[IceServerInfo]:
@@ -123,6 +123,13 @@ class _AppState:
         """Attached connections by peer id."""
         self.open_connections = 0
         self.timers: set[asyncio.Task[None]] = set()
+        self.limits = AddressLimits(max_connections=settings.max_connections_per_ip,
+                                    max_lobbies=settings.max_lobbies_per_ip,
+                                    failed_joins_per_minute=settings.password_attempts)
+        self.warn = WarnLimiter(logger)
+        """Warnings about clients: one line per kind every 10 s, with a count of the rest."""
+        self.errors = WarnLimiter(logger, level=logging.ERROR)
+        """Server bugs met while handling a request: one line (no traceback) per kind."""
 
     def expire_after(self, delay: float) -> None:
         """Run :meth:`Backend.expire` once, ``delay`` seconds from now (a dropped host's
@@ -131,8 +138,9 @@ class _AppState:
             await asyncio.sleep(delay + 0.05)  # timers may fire a clock tick early
             try:
                 await self.backend.expire()
-            except Exception:  # pragma: no cover - the regular sweep tries again
-                logger.exception("expiring suspended peers failed")
+            except Exception as exc:  # pragma: no cover - the regular sweep tries again
+                self.errors.warn("sweep", "expiring suspended peers failed: %r at %s",
+                                 exc, _where(exc))
 
         task = asyncio.create_task(expire())
         self.timers.add(task)
@@ -142,8 +150,9 @@ class _AppState:
 class _Connection:
     """One WebSocket: a read loop that validates and dispatches, and a writer task."""
 
-    def __init__(self, ws: WebSocket, shared: _AppState) -> None:
+    def __init__(self, ws: WebSocket, shared: _AppState, address: str) -> None:
         self.ws = ws
+        self.address = address
         self.shared = shared
         self.settings = shared.settings
         self.backend = shared.backend
@@ -154,6 +163,9 @@ class _Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.resumable = True
+        self.hosting = False
+        """This connection created the lobby it is in and still hosts it (counted in
+        ``AddressLimits``)."""
 
     # --- output ---
 
@@ -162,7 +174,8 @@ class _Connection:
         if self.close_code is not None:
             return
         if self.outbox.qsize() >= MAX_OUTBOX:
-            logger.warning("%s is too slow to read its messages; closing", self.peer_id)
+            self.shared.warn.warn("slow", "%s (%s) is too slow to read its messages; closing",
+                                  self.peer_id, self.address)
             while not self.outbox.empty():
                 self.outbox.get_nowait()
             self.close_code, self.close_reason = status.WS_1008_POLICY_VIOLATION, "too slow"
@@ -174,6 +187,8 @@ class _Connection:
         self.deliver(encode(Error(id=request_id, code=code, message=message)))
         if code in ABUSE and not self.strikes.take():
             self.resumable = False
+            self.shared.warn.warn("strikes", "closing %s (%s): too many bad messages (last: %s)",
+                                  self.peer_id or "a client", self.address, code.value)
             raise _Closing(status.WS_1008_POLICY_VIOLATION, "too many bad messages")
 
     async def _write(self) -> None:
@@ -199,8 +214,17 @@ class _Connection:
             reason = await self._read()
         except _Closing as closing:
             self.close_code, self.close_reason = closing.code, closing.reason
+        except Exception as exc:  # a bug: close this connection, keep the server going
+            self.shared.errors.warn(("connection", type(exc)), "connection of %s (%s) failed: "
+                                    "%r at %s", self.peer_id, self.address, exc, _where(exc))
+            self.close_code = status.WS_1011_INTERNAL_ERROR
+            self.close_reason = "internal error"
         finally:
             self.shared.open_connections -= 1
+            # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
+            # resume grace: the lobby counts against the address until then.
+            held = reason != "left" and self.resumable
+            self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
             await self._detach(reason)
             self.outbox.put_nowait(_CLOSE)
             try:
@@ -218,13 +242,34 @@ class _Connection:
             if grace > 0:  # if it hosted a lobby, the role moves on this soon
                 self.shared.expire_after(min(self.backend.host_grace, grace))
 
+    def _stop_hosting(self, grace: float = 0.0) -> None:
+        """This connection no longer hosts the lobby it created (after ``grace`` seconds: a
+        dropped host's lobby may live on that long, waiting for it to resume)."""
+        if not self.hosting:
+            return
+        self.hosting = False
+        if grace > 0:
+            asyncio.get_running_loop().call_later(grace, self.shared.limits.stopped_hosting,
+                                                  self.address)
+        else:
+            self.shared.limits.stopped_hosting(self.address)
+
     async def _read(self) -> LeaveReason:
         idle = self.settings.idle_timeout
+        loop = asyncio.get_running_loop()
+        hello_due = loop.time() + self.settings.hello_timeout
         while True:
+            timeout = idle if self.peer_id is not None else min(idle, hello_due - loop.time())
             try:
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout(timeout):
                     message = await self.ws.receive()
             except TimeoutError:
+                if self.peer_id is None and loop.time() >= hello_due:
+                    self.shared.warn.warn("hello", "closing a connection from %s: no hello "
+                                          "within %g s", self.address,
+                                          self.settings.hello_timeout)
+                    self._refuse(ErrorCode.NOT_AUTHENTICATED, f"no valid hello within "
+                                 f"{self.settings.hello_timeout:g} s", None)
                 logger.info("%s sent nothing for %g s; dropping it", self.peer_id or "a client",
                             idle)
                 self.close_code = status.WS_1001_GOING_AWAY
@@ -273,8 +318,10 @@ class _Connection:
             self.reply_error(exc.code, exc.message, request.id)
         except _Closing:
             raise
-        except Exception:
-            logger.exception("error handling %s from %s", request.type, self.peer_id)
+        except Exception as exc:  # a bug: one line in the log, a typed error to the client
+            self.shared.errors.warn(("request", request.type, type(exc)),
+                                    "error handling %s from %s (%s): %r at %s", request.type,
+                                    self.peer_id, self.address, exc, _where(exc))
             self.reply_error(ErrorCode.INTERNAL, "internal server error", request.id)
 
     async def _dispatch(self, request: ClientMessage) -> None:
@@ -288,18 +335,38 @@ class _Connection:
         if peer_id is None:
             raise LobbyError(ErrorCode.NOT_AUTHENTICATED, "send hello first")
         backend = self.backend
+        limits = self.shared.limits
         match request:
-            case Host():
-                await backend.host(peer_id, request)
+            case Host() | QuickMatch():
+                if not limits.may_host(self.address):
+                    raise LobbyError(ErrorCode.TOO_MANY_LOBBIES,
+                                     f"your address already hosts "
+                                     f"{self.settings.max_lobbies_per_ip} lobbies")
+                if isinstance(request, Host):
+                    info = await backend.host(peer_id, request)
+                else:
+                    info = await backend.quick_match(peer_id, request)
+                if info.host == peer_id and len(info.members) == 1:  # it created the lobby
+                    self.hosting = True
+                    limits.hosting(self.address)
             case Join():
-                await backend.join(peer_id, request)
-            case QuickMatch():
-                await backend.quick_match(peer_id, request)
+                wait = limits.may_join(self.address)
+                if wait:  # the same answer whether the code exists or not
+                    raise LobbyError(ErrorCode.RATE_LIMITED,
+                                     f"too many failed joins from your address; try again in "
+                                     f"{wait:.0f} s")
+                try:
+                    await backend.join(peer_id, request)
+                except LobbyError as exc:
+                    if exc.code in FAILED_JOIN:
+                        limits.join_failed(self.address)
+                    raise
             case ListLobbies():
                 lobbies = await backend.list_lobbies(request.game, request.filter)
                 self.deliver(encode(LobbyList(id=request.id, lobbies=lobbies)))
             case Leave():
                 await backend.leave(peer_id, request.id)
+                self._stop_hosting()
             case Signal():
                 await backend.relay(peer_id, request)
             case Kick():
@@ -323,6 +390,9 @@ class _Connection:
         old = self.shared.connections.get(session.peer_id)
         self.shared.connections[session.peer_id] = self
         self.peer_id = session.peer_id
+        if session.lobby is not None and session.lobby.host == session.peer_id:
+            self.hosting = True  # it resumed as a host: count the lobby again
+            self.shared.limits.hosting(self.address)
         self.deliver(encode(Welcome(
             id=hello.id, peer_id=session.peer_id, resume_token=session.resume_token,
             ice_servers=ice_servers(self.settings, session.peer_id), resumed=session.resumed,
@@ -331,6 +401,7 @@ class _Connection:
         for frame in session.backlog:
             self.deliver(frame)
         if old is not None:  # the peer resumed on this connection: retire the old one
+            old._stop_hosting()
             old.peer_id = None
             old.close_code, old.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
             old.outbox.put_nowait(_CLOSE)
@@ -366,21 +437,36 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                 max_metadata_bytes=settings.max_metadata_bytes)
     state = _AppState(settings, backend)
     origins = frozenset(settings.allowed_origins)
+    limits = state.limits
 
     async def websocket_endpoint(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
         if origins and "*" not in origins and origin is not None and origin not in origins:
-            logger.info("refused a WebSocket from origin %r", origin)
+            state.warn.warn("origin", "refused a WebSocket from origin %r", origin)
             await ws.close(status.WS_1008_POLICY_VIOLATION)
             return
+        address = ws.client.host if ws.client else "unknown"
         await ws.accept()
-        await _Connection(ws, state).run()
+        if not limits.connect(address):
+            state.warn.warn("connections", "refused a connection from %s: it already has %d "
+                            "open", address, settings.max_connections_per_ip)
+            await _refuse_connection(ws, f"too many connections from your address (at most "
+                                     f"{settings.max_connections_per_ip}); try again later")
+            return
+        try:
+            await _Connection(ws, state, address).run()
+        finally:
+            limits.disconnect(address)
 
     async def healthz(request: Request) -> JSONResponse:
         counts = await backend.stats()
         return JSONResponse({"status": "ok", "connections": state.open_connections, **counts})
 
     async def lobbies(request: Request) -> JSONResponse:
+        if settings.auth_secret:
+            refused = _check_http_token(request, settings.auth_secret)
+            if refused is not None:
+                return refused
         found = await backend.list_lobbies(request.query_params.get("game") or None)
         return JSONResponse({"lobbies": [s.model_dump(mode="json") for s in found]})
 
@@ -394,8 +480,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 await asyncio.sleep(interval)
                 try:
                     await backend.expire()
-                except Exception:  # pragma: no cover - keep sweeping
-                    logger.exception("expiring suspended peers failed")
+                except Exception as exc:  # pragma: no cover - keep sweeping
+                    state.errors.warn("sweep", "expiring suspended peers failed: %r at %s",
+                                      exc, _where(exc))
+                limits.prune()
 
         sweeper = asyncio.create_task(sweep())
         try:
@@ -412,7 +500,44 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             Route("/lobbies", lobbies),
         ],
         lifespan=lifespan,
+        middleware=_cors(settings),
     )
     app.state.settings = settings
     app.state.backend = backend
     return app
+
+
+async def _refuse_connection(ws: WebSocket, message: str) -> None:
+    """Answer an accepted connection over its address's limit: ``rate_limited``, close 1013."""
+    try:
+        await ws.send_text(encode(Error(code=ErrorCode.RATE_LIMITED, message=message)))
+        await ws.close(status.WS_1013_TRY_AGAIN_LATER, "too many connections")
+    except Exception as exc:  # the client went away first
+        logger.debug("refusing a connection failed: %r", exc)
+
+
+def _check_http_token(request: Request, secret: str) -> JSONResponse | None:
+    """``None`` when the request carries a valid auth token (``Authorization: Bearer TOKEN``
+    or ``?token=TOKEN``), else the 401 answer."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        token = request.query_params.get("token", "")
+    if not token.strip():
+        code, message = ErrorCode.NOT_AUTHENTICATED, "this lobby needs an auth token"
+    else:
+        try:
+            verify_token(secret, token.strip())
+            return None
+        except LobbyError as exc:
+            code, message = exc.code, exc.message
+    return JSONResponse({"error": code.value, "message": message}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the HTTP routes (``GET /lobbies``) from ``allowed_origins``; none when empty."""
+    if not settings.allowed_origins:
+        return []
+    return [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+                       allow_methods=["GET"], allow_headers=["Authorization"], max_age=600)]
