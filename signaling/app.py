@@ -68,8 +68,11 @@ __all__ = ["TokenBucket", "create_app", "ice_servers"]
 
 logger = logging.getLogger("signaling")
 
-MAX_OUTBOX: Final = 1024
+MAX_OUTBOX: Final = 16_384
 """Frames queued for one connection before it counts as too slow to read and is closed."""
+MAX_OUTBOX_BYTES: Final = 2 << 20
+"""Bytes queued for one connection before it counts as too slow to read and is closed. Under
+overload a healthy client may fall behind for a while; one that stopped reading hits this."""
 
 ABUSE: Final = frozenset({ErrorCode.BAD_MESSAGE, ErrorCode.NOT_AUTHENTICATED,
                           ErrorCode.TOO_LARGE, ErrorCode.RATE_LIMITED})
@@ -158,6 +161,18 @@ class _Connection:
         self.backend = shared.backend
         self.peer_id: str | None = None
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        self.queued_bytes = 0
+        """Characters of the frames in ``outbox`` (bytes for ASCII JSON)."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.last_seen = loop.time()
+        """When the client last sent a frame (for the idle timeout)."""
+        self.hello_due = self.last_seen + self.settings.hello_timeout
+        self.expired = False
+        """Set by :meth:`_watch` just before it interrupts :meth:`_read`."""
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.receiving = False
+        """:meth:`_read` is waiting for a frame (the only place :meth:`_watch` interrupts)."""
         self.rate = TokenBucket(self.settings.rate, self.settings.burst)
         self.strikes = TokenBucket(1.0, self.settings.max_strikes)
         self.close_code: int | None = None
@@ -173,14 +188,16 @@ class _Connection:
         """Queue one frame for the writer (called by the backend too; never blocks)."""
         if self.close_code is not None:
             return
-        if self.outbox.qsize() >= MAX_OUTBOX:
+        if self.outbox.qsize() >= MAX_OUTBOX or self.queued_bytes > MAX_OUTBOX_BYTES:
             self.shared.warn.warn("slow", "%s (%s) is too slow to read its messages; closing",
                                   self.peer_id, self.address)
             while not self.outbox.empty():
                 self.outbox.get_nowait()
+            self.queued_bytes = 0
             self.close_code, self.close_reason = status.WS_1008_POLICY_VIOLATION, "too slow"
             self.outbox.put_nowait(_CLOSE)
             return
+        self.queued_bytes += len(frame)
         self.outbox.put_nowait(frame)
 
     def reply_error(self, code: ErrorCode, message: str, request_id: int | None) -> None:
@@ -200,6 +217,7 @@ class _Connection:
                         await self.ws.close(self.close_code, self.close_reason)
                     return
                 assert isinstance(item, str)
+                self.queued_bytes -= len(item)
                 await self.ws.send_text(item)
         except Exception as exc:  # the client went away mid-send
             logger.debug("send to %s failed: %r", self.peer_id, exc)
@@ -254,17 +272,45 @@ class _Connection:
         else:
             self.shared.limits.stopped_hosting(self.address)
 
+    def _due(self) -> float:
+        """When the connection times out unless it sends something (or says hello)."""
+        due = self.last_seen + self.settings.idle_timeout
+        return min(due, self.hello_due) if self.peer_id is None else due
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """One timer per connection for the idle timeout and the hello deadline (cheaper than
+        a timeout around every receive): interrupt :meth:`_read` once the connection is due,
+        or look again when it will be."""
+        due = self._due()
+        now = self.loop.time()
+        if now >= due and self.receiving:
+            self.expired = True
+            task.cancel()
+            return
+        self.watchdog = self.loop.call_at(max(due, now + 0.05), self._watch, task)
+
     async def _read(self) -> LeaveReason:
+        task = asyncio.current_task()
+        assert task is not None
+        self._watch(task)
+        try:
+            return await self._read_frames(task)
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
+
+    async def _read_frames(self, task: asyncio.Task[None]) -> LeaveReason:
         idle = self.settings.idle_timeout
-        loop = asyncio.get_running_loop()
-        hello_due = loop.time() + self.settings.hello_timeout
+        loop = self.loop
         while True:
-            timeout = idle if self.peer_id is not None else min(idle, hello_due - loop.time())
+            self.receiving = True
             try:
-                async with asyncio.timeout(timeout):
-                    message = await self.ws.receive()
-            except TimeoutError:
-                if self.peer_id is None and loop.time() >= hello_due:
+                message = await self.ws.receive()
+            except asyncio.CancelledError:
+                if not self.expired:
+                    raise
+                task.uncancel()
+                if self.peer_id is None and loop.time() >= self.hello_due:
                     self.shared.warn.warn("hello", "closing a connection from %s: no hello "
                                           "within %g s", self.address,
                                           self.settings.hello_timeout)
@@ -275,6 +321,9 @@ class _Connection:
                 self.close_code = status.WS_1001_GOING_AWAY
                 self.close_reason = "idle timeout"
                 return "timed_out"
+            finally:
+                self.receiving = False
+            self.last_seen = loop.time()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code") or status.WS_1005_NO_STATUS_RCVD
                 return "left" if code in (status.WS_1000_NORMAL_CLOSURE,
