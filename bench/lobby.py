@@ -62,7 +62,8 @@ def serve(fd: int) -> None:
                         hello_timeout=120, rate=100_000, burst=100_000)
     config = uvicorn.Config(create_app(settings), fd=fd, log_level="warning",
                             ws_ping_interval=None, backlog=4096,
-                            ws_max_size=settings.ws_max_size, ws_per_message_deflate=False)
+                            ws_max_size=settings.ws_max_size, ws_per_message_deflate=False,
+                            ws=os.environ.get("BENCH_LOBBY_WS", "auto"))
     profile = os.environ.get("BENCH_LOBBY_PROFILE")
     if not profile:
         uvicorn.Server(config).run()

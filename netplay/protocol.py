@@ -58,7 +58,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from .errors import ProtocolError
 
@@ -77,6 +77,7 @@ __all__ = [
     "ServerMessage",
     "SignalPayload",
     "encode",
+    "encode_relayed_signal",
     "hello_version_of",
     "offers_to",
     "parse_client",
@@ -516,6 +517,15 @@ def hello_version_of(data: str | bytes) -> int | None:
 def encode(message: BaseModel) -> str:
     """Serialise a protocol message to a JSON text frame (``from_`` is sent as ``from``)."""
     return message.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def encode_relayed_signal(sender: PeerId, payload: OfferPayload | AnswerPayload
+                          | CandidatePayload) -> str:
+    """The frame relaying ``payload`` from ``sender``: the same JSON as
+    ``encode(RelayedSignal(from_=sender, payload=payload))``, built without validating the payload
+    a second time (it was validated when its ``signal`` arrived). The relay's hot path."""
+    frame = {"type": "signal", "from": sender, "payload": payload}
+    return to_json(frame, by_alias=True, exclude_none=True).decode()
 
 
 def offers_to(me: Member, other: Member) -> bool:

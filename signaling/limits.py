@@ -21,6 +21,8 @@ __all__ = ["AddressLimits", "TokenBucket"]
 class TokenBucket:
     """``capacity`` tokens, refilled at ``rate`` per second; :meth:`take` spends one."""
 
+    __slots__ = ("capacity", "clock", "rate", "stamp", "tokens")
+
     def __init__(self, rate: float, capacity: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
