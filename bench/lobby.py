@@ -289,6 +289,8 @@ def node_process() -> Iterator[tuple[int, int]]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def run_lobby(ctx: Context) -> dict[str, float]:
