@@ -19,8 +19,8 @@ import contextlib
 import logging
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Final, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, NoReturn
 
 from starlette import status
 from starlette.applications import Starlette
@@ -29,6 +29,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from netplay._ratelimit import WarnLimiter
@@ -156,11 +157,17 @@ class _Connection:
 
     __slots__ = ("address", "backend", "close_code", "close_reason", "expired", "hello_due",
                  "hosting", "last_seen", "loop", "outbox", "peer_id", "queued_bytes", "rate",
-                 "receiving", "resumable", "settings", "shared", "strikes", "wake", "watchdog",
-                 "ws")
+                 "receive", "receiving", "resumable", "send", "settings", "shared", "strikes",
+                 "wake", "watchdog", "ws")
 
-    def __init__(self, ws: WebSocket, shared: _AppState, address: str) -> None:
+    def __init__(self, ws: WebSocket, shared: _AppState, address: str,
+                 receive: Receive, send: Send) -> None:
         self.ws = ws
+        self.receive = receive
+        """The ASGI ``receive`` of this connection (frames; Starlette's checks are not needed
+        once the socket is accepted)."""
+        self.send = send
+        """The ASGI ``send``."""
         self.address = address
         self.shared = shared
         self.settings = shared.settings
@@ -241,7 +248,7 @@ class _Connection:
                     return
                 assert isinstance(item, str)
                 self.queued_bytes -= len(item)
-                await self.ws.send_text(item)
+                await self.send({"type": "websocket.send", "text": item})
         except Exception as exc:  # the client went away mid-send
             logger.debug("send to %s failed: %r", self.peer_id, exc)
 
@@ -325,10 +332,11 @@ class _Connection:
     async def _read_frames(self, task: asyncio.Task[None]) -> LeaveReason:
         idle = self.settings.idle_timeout
         loop = self.loop
+        receive = self.receive
         while True:
             self.receiving = True
             try:
-                message = await self.ws.receive()
+                message = await receive()
             except asyncio.CancelledError:
                 if not self.expired:
                     raise
@@ -501,6 +509,27 @@ class _Connection:
         raise _Closing(status.WS_1008_POLICY_VIOLATION, code.value)
 
 
+class _LobbyApp(Starlette):
+    """Starlette for the HTTP routes; a WebSocket to ``/ws`` goes straight to the lobby.
+
+    Through Starlette's middleware and router, every frame a connection receives would resume
+    about ten more coroutine frames (each middleware, the router, the route, the session
+    wrapper); the relay's hot path skips them. ``/ws`` under a ``root_path`` still reaches the
+    lobby through the router.
+    """
+
+    def __init__(self, serve: Callable[[WebSocket, Receive, Send], Awaitable[None]],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.serve_websocket = serve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await self.serve_websocket(WebSocket(scope, receive, send), receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
     """The lobby server as an ASGI app (``uvicorn.run(create_app(settings))``)."""
     settings = settings or Settings()
@@ -511,7 +540,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     origins = frozenset(settings.allowed_origins)
     limits = state.limits
 
-    async def websocket_endpoint(ws: WebSocket) -> None:
+    async def websocket_endpoint(ws: WebSocket) -> None:  # reached through the router
+        await serve_websocket(ws, ws.receive, ws.send)
+
+    async def serve_websocket(ws: WebSocket, receive: Receive, send: Send) -> None:
         origin = ws.headers.get("origin")
         if origins and "*" not in origins and origin is not None and origin not in origins:
             state.warn.warn("origin", "refused a WebSocket from origin %r", origin)
@@ -526,7 +558,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                      f"{settings.max_connections_per_ip}); try again later")
             return
         try:
-            await _Connection(ws, state, address).run()
+            await _Connection(ws, state, address, receive, send).run()
         finally:
             limits.disconnect(address)
 
@@ -565,7 +597,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 task.cancel()
             await asyncio.gather(sweeper, *state.timers, return_exceptions=True)
 
-    app = Starlette(
+    app = _LobbyApp(
+        serve_websocket,
         routes=[
             WebSocketRoute("/ws", websocket_endpoint),
             Route("/healthz", healthz),
