@@ -298,7 +298,7 @@ def run_lobby(ctx: Context) -> dict[str, float]:
     load = {"clients": 200 if quick else 2000,
             "rates": [1000] if quick else [1000, 10_000],
             "steps": ([2000, 5000, 10_000] if quick else
-                      [2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 18_000, 21_000, 25_000]),
+                      [2000, 5000, 8000, 10_000, 12_000, 15_000, 18_000, 21_000, 25_000]),
             "seconds": 2.0 if quick else 3.0}
     figures: dict[str, float] = {}
     with lobby_process() as (port, pid):
