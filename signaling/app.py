@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, NoReturn
 
@@ -157,8 +156,8 @@ class _Connection:
 
     __slots__ = ("address", "backend", "close_code", "close_reason", "expired", "hello_due",
                  "hosting", "last_seen", "loop", "outbox", "peer_id", "queued_bytes", "rate",
-                 "receive", "receiving", "resumable", "send", "settings", "shared", "strikes",
-                 "wake", "watchdog", "ws")
+                 "reader", "receive", "receiving", "resumable", "send", "settings", "shared",
+                 "strikes", "wake", "watchdog", "ws")
 
     def __init__(self, ws: WebSocket, shared: _AppState, address: str,
                  receive: Receive, send: Send) -> None:
@@ -173,13 +172,14 @@ class _Connection:
         self.settings = shared.settings
         self.backend = shared.backend
         self.peer_id: str | None = None
-        self.outbox: deque[object] = deque()
-        """Frames for the writer task (and ``_CLOSE``); a deque and one future to wake the
-        writer cost less per frame than an ``asyncio.Queue``."""
+        self.outbox: list[object] = []
+        """Frames for the writer task (and ``_CLOSE``), which takes them all at once. A list
+        and one future to wake the writer cost less per frame than an ``asyncio.Queue`` (and
+        an empty list less memory than a deque)."""
         self.wake: asyncio.Future[None] | None = None
         """Set while the writer waits for :attr:`outbox` to fill."""
         self.queued_bytes = 0
-        """Characters of the frames in ``outbox`` (bytes for ASCII JSON)."""
+        """Characters of the frames in :attr:`outbox` (bytes for ASCII JSON)."""
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.last_seen = loop.time()
@@ -188,6 +188,8 @@ class _Connection:
         self.expired = False
         """Set by :meth:`_watch` just before it interrupts :meth:`_read`."""
         self.watchdog: asyncio.TimerHandle | None = None
+        self.reader: asyncio.Task[None] | None = None
+        """The task running :meth:`run` (and :meth:`_read`)."""
         self.receiving = False
         """:meth:`_read` is waiting for a frame (the only place :meth:`_watch` interrupts)."""
         self.rate = TokenBucket(self.settings.rate, self.settings.burst)
@@ -212,6 +214,7 @@ class _Connection:
             self.queued_bytes = 0
             self.close_code, self.close_reason = status.WS_1008_POLICY_VIOLATION, "too slow"
             self.push(_CLOSE)
+            self._interrupt()  # the client may send nothing more: stop waiting for it
             return
         self.queued_bytes += len(frame)
         self.push(frame)
@@ -234,21 +237,20 @@ class _Connection:
             raise _Closing(status.WS_1008_POLICY_VIOLATION, "too many bad messages")
 
     async def _write(self) -> None:
-        outbox = self.outbox
+        send = self.send
         try:
             while True:
-                if not outbox:
+                if not self.outbox:
                     self.wake = self.loop.create_future()
                     await self.wake
                     continue
-                item = outbox.popleft()
-                if item is _CLOSE:
-                    if self.close_code is not None:
-                        await self.ws.close(self.close_code, self.close_reason)
-                    return
-                assert isinstance(item, str)
-                self.queued_bytes -= len(item)
-                await self.send({"type": "websocket.send", "text": item})
+                batch, self.outbox, self.queued_bytes = self.outbox, [], 0
+                for item in batch:
+                    if item is _CLOSE:
+                        if self.close_code is not None:
+                            await self.ws.close(self.close_code, self.close_reason)
+                        return
+                    await send({"type": "websocket.send", "text": item})
         except Exception as exc:  # the client went away mid-send
             logger.debug("send to %s failed: %r", self.peer_id, exc)
 
@@ -258,8 +260,11 @@ class _Connection:
         writer = asyncio.create_task(self._write())
         reason: LeaveReason = "disconnected"
         self.shared.open_connections += 1
+        self.reader = task = asyncio.current_task()
+        assert task is not None
+        self._watch()
         try:
-            reason = await self._read()
+            reason = await self._read(task)
         except _Closing as closing:
             self.close_code, self.close_reason = closing.code, closing.reason
         except Exception as exc:  # a bug: close this connection, keep the server going
@@ -268,6 +273,8 @@ class _Connection:
             self.close_code = status.WS_1011_INTERNAL_ERROR
             self.close_reason = "internal error"
         finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
             self.shared.open_connections -= 1
             # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
             # resume grace: the lobby counts against the address until then.
@@ -307,29 +314,26 @@ class _Connection:
         due = self.last_seen + self.settings.idle_timeout
         return min(due, self.hello_due) if self.peer_id is None else due
 
-    def _watch(self, task: asyncio.Task[None]) -> None:
+    def _interrupt(self) -> bool:
+        """Make :meth:`_read` stop waiting for a frame (it then looks at why); False when it
+        is not waiting (it looks at ``close_code`` after each frame anyway)."""
+        if not self.receiving or self.expired or self.reader is None:
+            return False
+        self.expired = True
+        self.reader.cancel()
+        return True
+
+    def _watch(self) -> None:
         """One timer per connection for the idle timeout and the hello deadline (cheaper than
         a timeout around every receive): interrupt :meth:`_read` once the connection is due,
         or look again when it will be."""
         due = self._due()
         now = self.loop.time()
-        if now >= due and self.receiving:
-            self.expired = True
-            task.cancel()
+        if now >= due and self._interrupt():
             return
-        self.watchdog = self.loop.call_at(max(due, now + 0.05), self._watch, task)
+        self.watchdog = self.loop.call_at(max(due, now + 0.05), self._watch)
 
-    async def _read(self) -> LeaveReason:
-        task = asyncio.current_task()
-        assert task is not None
-        self._watch(task)
-        try:
-            return await self._read_frames(task)
-        finally:
-            if self.watchdog is not None:
-                self.watchdog.cancel()
-
-    async def _read_frames(self, task: asyncio.Task[None]) -> LeaveReason:
+    async def _read(self, task: asyncio.Task[None]) -> LeaveReason:
         idle = self.settings.idle_timeout
         loop = self.loop
         receive = self.receive
@@ -341,6 +345,8 @@ class _Connection:
                 if not self.expired:
                     raise
                 task.uncancel()
+                if self.close_code is not None:  # the writer gave up on a slow reader
+                    return "disconnected"
                 if self.peer_id is None and loop.time() >= self.hello_due:
                     self.shared.warn.warn("hello", "closing a connection from %s: no hello "
                                           "within %g s", self.address,

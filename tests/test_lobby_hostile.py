@@ -434,3 +434,33 @@ def test_lobbies_needs_a_token_when_the_lobby_has_an_auth_secret(lobby_factory: 
     assert httpx.get(server.http_url + "/healthz").status_code == 200  # probes need no token
     open_lobby = lobby_factory()
     assert httpx.get(open_lobby.http_url + "/lobbies").status_code == 200
+
+
+async def test_a_client_that_stops_reading_is_closed_and_the_others_keep_going(
+        open_client: Any, lobby_factory: Any, server_log: Any) -> None:
+    server = lobby_factory(rate=10_000, burst=10_000, resume_grace=0)
+    stalled = WsClient(await ws_connect(server.url, max_queue=1, ping_interval=None))
+    try:
+        assert (await stalled.hello("stalled"))["type"] == "welcome"
+        code = (await stalled.request("host", game="g", public=False))["lobby"]["code"]
+        sender = await open_client(server, hello=True, name="sender")
+        assert (await sender.request("join", code=code))["type"] == "lobby"
+        # From here on the stalled client reads nothing: its TCP window fills, then the
+        # lobby's queue for it (2 MiB), and the lobby closes it; nobody waits for its timeout.
+        offer = {"kind": "offer", "sdp": "v=0\r\n" + "a" * 50_000}
+        async with asyncio.timeout(20):  # well before its idle timeout (30 s)
+            for _ in range(600):  # 30 MB: more than the socket buffers and the 2 MiB
+                await sender.send(type="signal", to=stalled.peer_id, payload=offer)
+            await sender.send(type="ping", id=99)
+            seen = []
+            while (message := await sender.recv(timeout=20))["type"] != "pong":
+                seen.append(message)
+        assert {"type": "peer_left", "peer_id": stalled.peer_id,
+                "reason": "disconnected"} in seen
+        assert {"type": "host_changed", "host": sender.peer_id} in seen
+        others = [m for m in seen if m["type"] not in ("peer_left", "host_changed")]
+        assert all(m["type"] == "error" and m["code"] == "unknown_peer" for m in others)
+        assert any("too slow" in r.getMessage() for r in server_log.records)
+    finally:
+        stalled.ws.transport.abort()
+        await stalled.ws.close()
