@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -421,7 +422,7 @@ def test_lobbies_needs_a_token_when_the_lobby_has_an_auth_secret(lobby_factory: 
     assert missing.status_code == 401 and missing.json()["error"] == "not_authenticated"
     assert missing.headers["www-authenticate"] == "Bearer"
     for bad in ("forged.token", "ключ", mint_token("other", "p")):
-        reply = httpx.get(url, headers={"Authorization": f"Bearer {bad}".encode()})
+        reply = httpx.get(url, headers={b"Authorization": f"Bearer {bad}".encode()})
         assert reply.status_code == 401 and reply.json()["error"] == "bad_token", bad
         reply = httpx.get(url, params={"token": bad})
         assert reply.status_code == 401 and reply.json()["error"] == "bad_token", bad
@@ -464,3 +465,74 @@ async def test_a_client_that_stops_reading_is_closed_and_the_others_keep_going(
     finally:
         stalled.ws.transport.abort()
         await stalled.ws.close()
+
+
+def _fuzz_frames(count: int, seed: int) -> list[str]:
+    """Mutations of valid requests: wrong types, huge and odd numbers, deep nesting, stray
+    unicode and surrogates, truncation, unknown fields. Seeded, so a failure reproduces."""
+    rng = random.Random(seed)
+    base: list[dict[str, Any]] = [
+        {"type": "hello", "v": PROTOCOL_VERSION, "name": "fuzz"},
+        {"type": "host", "game": "g", "max_players": 4, "metadata": {"a": 1}},
+        {"type": "join", "code": "ABCDEF", "password": "pw"},
+        {"type": "quick_match", "game": "g", "filter": {"m": "x"}},
+        {"type": "list", "game": "g"},
+        {"type": "signal", "to": "nobody", "payload": {"kind": "candidate", "candidate": "c"}},
+        {"type": "kick", "peer": "x"}, {"type": "lock"}, {"type": "set_metadata",
+                                                          "metadata": {"k": "v"}},
+        {"type": "ping", "t": 1.5}, {"type": "leave"},
+    ]
+    odd_values: list[Any] = [
+        2**53 + 1, -(2**63), 10**30, 1e308, -0.0, True, None, "", "\u0000", "\ud800",
+        "é" * 300, [], {}, [[[[[]]]]], "x" * 70_000, 0.1, "12",
+    ]
+    frames = []
+    for _ in range(count):
+        message = dict(rng.choice(base))
+        roll = rng.random()
+        if roll < 0.3:
+            message[rng.choice([*message, "id", "extra"])] = rng.choice(odd_values)
+        elif roll < 0.4:
+            depth = rng.choice([100, 1_000, 20_000])
+            key = rng.choice([*message, "id"])
+            text = json.dumps(message)[:-1] + f', "{key}x": ' + "[" * depth + "]" * depth + "}"
+            frames.append(text)
+            continue
+        elif roll < 0.5:
+            message["type"] = rng.choice(["", "HELLO", "pong", "welcome", "error", 5, None])
+        message["id"] = rng.choice([rng.randrange(2**53), rng.randrange(2**64), -1, "1"])
+        text = json.dumps(message, ensure_ascii=rng.random() < 0.5)
+        if not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text):
+            text = json.dumps(message)  # a lone surrogate travels escaped (text frames are UTF-8)
+        if rng.random() < 0.1:
+            text = text[:rng.randrange(len(text))]
+        frames.append(text)
+    return frames
+
+
+async def test_fuzzed_frames_each_get_a_typed_answer_or_a_documented_close(
+        lobby_factory: Any, server_log: Any) -> None:
+    from netplay.protocol import parse_server
+
+    server = lobby_factory(max_strikes=100_000, rate=100_000, burst=100_000)
+    documented = {1000, 1001, 1007, 1008, 1009, 1011, 1013}
+    client = WsClient(await ws_connect(server.url, max_size=None, ping_interval=None))
+    closes: list[int | None] = []
+    try:
+        for i, frame in enumerate(_fuzz_frames(1_500, seed=11)):
+            try:
+                await client.send_raw(frame)
+                await client.send(type="ping", id=10**6 + i)
+                while (reply := await client.recv(timeout=10)).get("id") != 10**6 + i:
+                    parse_server(json.dumps(reply))  # every answer is a valid server message
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                assert code in documented, (code, frame[:200])
+                closes.append(code)
+                await client.ws.close()
+                client = WsClient(await ws_connect(server.url, max_size=None,
+                                                   ping_interval=None))
+    finally:
+        await client.ws.close()
+    assert len(closes) < 300  # most frames are answered, not fatal
+    assert httpx.get(server.http_url + "/healthz").status_code == 200

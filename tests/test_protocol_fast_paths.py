@@ -13,9 +13,10 @@ from test_protocol import payloads, short
 
 
 @given(sender=short, payload=payloads)
-def test_relayed_signal_frame_is_what_encode_writes(sender: str, payload: object) -> None:
+def test_relayed_signal_frame_is_what_encode_writes(
+        sender: str, payload: p.OfferPayload | p.AnswerPayload | p.CandidatePayload) -> None:
     relayed = p.RelayedSignal(from_=sender, payload=payload)  # type: ignore[call-arg]
-    frame = p.encode_relayed_signal(sender, payload)  # type: ignore[arg-type]
+    frame = p.encode_relayed_signal(sender, payload)
     assert frame == p.encode(relayed)
     assert p.parse_server(frame) == relayed
 
