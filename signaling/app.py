@@ -280,7 +280,11 @@ class _Connection:
             # resume grace: the lobby counts against the address until then.
             held = reason != "left" and self.resumable
             self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
-            await self._detach(reason)
+            try:
+                await self._detach(reason)
+            except Exception as exc:  # e.g. a backend that lost its store: one line, go on
+                self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
+                                        self.peer_id, exc, _where(exc))
             self.push(_CLOSE)
             try:
                 await asyncio.wait_for(writer, timeout=5)
@@ -550,23 +554,30 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         await serve_websocket(ws, ws.receive, ws.send)
 
     async def serve_websocket(ws: WebSocket, receive: Receive, send: Send) -> None:
-        origin = ws.headers.get("origin")
-        if origins and "*" not in origins and origin is not None and origin not in origins:
-            state.warn.warn("origin", "refused a WebSocket from origin %r", origin)
-            await ws.close(status.WS_1008_POLICY_VIOLATION)
-            return
         address = ws.client.host if ws.client else "unknown"
-        await ws.accept()
-        if not limits.connect(address):
-            state.warn.warn("connections", "refused a connection from %s: it already has %d "
-                            "open", address, settings.max_connections_per_ip)
-            await _refuse_connection(ws, f"too many connections from your address (at most "
-                                     f"{settings.max_connections_per_ip}); try again later")
-            return
+        counted = False
         try:
+            origin = ws.headers.get("origin")
+            if origins and "*" not in origins and origin is not None and origin not in origins:
+                state.warn.warn("origin", "refused a WebSocket from origin %r", origin)
+                await ws.close(status.WS_1008_POLICY_VIOLATION)
+                return
+            await ws.accept()
+            if not limits.connect(address):
+                state.warn.warn("connections", "refused a connection from %s: it already has "
+                                "%d open", address, settings.max_connections_per_ip)
+                await _refuse_connection(ws, f"too many connections from your address (at "
+                                         f"most {settings.max_connections_per_ip}); try again "
+                                         f"later")
+                return
+            counted = True
             await _Connection(ws, state, address, receive, send).run()
+        except Exception as exc:  # never a traceback in the log, whatever the client did
+            state.errors.warn(("websocket", type(exc)), "a WebSocket from %s failed: %r at %s",
+                              address, exc, _where(exc))
         finally:
-            limits.disconnect(address)
+            if counted:
+                limits.disconnect(address)
 
     async def healthz(request: Request) -> JSONResponse:
         counts = await backend.stats()

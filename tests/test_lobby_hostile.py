@@ -165,6 +165,25 @@ async def test_a_server_bug_is_one_line_and_an_internal_error(
     assert "planted bug" in errors[0].getMessage() and "in broken" in errors[0].getMessage()
 
 
+async def test_a_backend_failing_on_disconnect_is_one_line_and_the_server_goes_on(
+        open_client: Any, lobby_factory: Any, server_log: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("store unreachable")
+
+    monkeypatch.setattr(MemoryBackend, "disconnect", broken)
+    server = lobby_factory()
+    for _ in range(5):
+        client = await open_client(server, hello=True)
+        await client.close()
+    async with asyncio.timeout(10):
+        while not any(r.levelno >= logging.ERROR for r in server_log.records):
+            await asyncio.sleep(0.02)
+    assert (await (await open_client(server, hello=True)).request("ping"))["type"] == "pong"
+    errors = [r.getMessage() for r in server_log.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "store unreachable" in errors[0], errors
+
+
 # --- per-address limits -----------------------------------------------------------------------
 
 
