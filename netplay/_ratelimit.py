@@ -10,18 +10,21 @@ __all__ = ["WarnLimiter"]
 
 
 class WarnLimiter:
-    """``warn(key, msg, *args)`` (or ``error``) logs at most once per ``interval`` seconds per key,
-    saying how many similar warnings were suppressed since."""
+    """``warn(key, msg, *args)`` logs at ``level`` (WARNING) and ``error(...)`` at ERROR, each
+    at most once per ``interval`` seconds per key, saying how many similar lines were
+    suppressed since."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = 10.0,
+                 level: int = logging.WARNING) -> None:
         self.logger = logger
         self.interval = interval
+        self.level = level
         self._last: dict[Any, float] = {}
         self._suppressed: dict[Any, int] = {}
 
     def warn(self, key: Any, msg: str, *args: Any) -> bool:
         """Log at WARNING unless ``key`` was logged within the interval; True when logged."""
-        return self._log(logging.WARNING, key, msg, args, False)
+        return self._log(self.level, key, msg, args, False)
 
     def error(self, key: Any, msg: str, *args: Any, exc_info: bool = False) -> bool:
         """Log at ERROR (with the current traceback if ``exc_info``) unless ``key`` was logged

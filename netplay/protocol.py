@@ -47,7 +47,6 @@ Errors
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -59,6 +58,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import from_json, to_json
 
 from .errors import ProtocolError
 
@@ -78,6 +78,7 @@ __all__ = [
     "ServerMessage",
     "SignalPayload",
     "encode",
+    "encode_relayed_signal",
     "hello_version_of",
     "offers_to",
     "parse_client",
@@ -91,6 +92,8 @@ PeerId: TypeAlias = str
 """A peer id assigned by the lobby server (short, URL-safe)."""
 
 MAX_METADATA_KEYS = 32
+MAX_REQUEST_ID = 2**53
+"""Largest request id (JavaScript's safe integer range); larger ones are ``bad_message``."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 """A display name. The server applies its own, stricter limit (``bad_name``)."""
@@ -98,7 +101,7 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 GameName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 """A display name. The server applies its own, stricter limit (``bad_name``)."""
 Metadata = Annotated[dict[str, Any], Field(max_length=MAX_METADATA_KEYS)]
-RequestId = Annotated[int, Field(ge=0, le=2**53)]
+RequestId = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID)]
 
 
 LobbyLeaveReason: TypeAlias = Literal["left", "kicked", "disconnected", "timed_out"]
@@ -485,32 +488,49 @@ def parse_server(data: str | bytes) -> ServerMessage:
     return _parse(_server_adapter, data)  # type: ignore[no-any-return]
 
 
-def request_id_of(data: str | bytes) -> int | None:
-    """Best-effort request id of a frame that failed validation (for the error reply)."""
+def _loose_object(data: str | bytes) -> dict[str, Any] | None:
+    """A frame parsed as a JSON object without validation, or ``None``. Never raises: nesting
+    deeper than the parser's limit and other malformed input give ``None`` (``json.loads``
+    would raise ``RecursionError`` on deep nesting)."""
     try:
-        obj = json.loads(data)
-    except (ValueError, TypeError):
+        obj = from_json(data)
+    except ValueError:
         return None
-    rid = obj.get("id") if isinstance(obj, dict) else None
-    return rid if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0 else None
+    return obj if isinstance(obj, dict) else None
+
+
+def request_id_of(data: str | bytes) -> int | None:
+    """Best-effort request id of a frame that failed validation (for the error reply): the
+    ``id`` when it is a valid request id (an integer from 0 to 2^53), else ``None``."""
+    obj = _loose_object(data)
+    rid = obj.get("id") if obj is not None else None
+    if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= MAX_REQUEST_ID:
+        return rid
+    return None
 
 
 def hello_version_of(data: str | bytes) -> int | None:
     """Best-effort ``v`` of a ``hello`` frame that failed validation (another version's hello
     may carry fields this version does not know), so the mismatch can still be named."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, TypeError):
-        return None
-    if not isinstance(obj, dict) or obj.get("type") != "hello":
+    obj = _loose_object(data)
+    if obj is None or obj.get("type") != "hello":
         return None
     v = obj.get("v")
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 else None
 
 
 def encode(message: BaseModel) -> str:
     """Serialise a protocol message to a JSON text frame (``from_`` is sent as ``from``)."""
     return message.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def encode_relayed_signal(sender: PeerId, payload: OfferPayload | AnswerPayload
+                          | CandidatePayload) -> str:
+    """The frame relaying ``payload`` from ``sender``: the same JSON as
+    ``encode(RelayedSignal(from_=sender, payload=payload))``, built without validating the payload
+    a second time (it was validated when its ``signal`` arrived). The relay's hot path."""
+    frame = {"type": "signal", "from": sender, "payload": payload}
+    return to_json(frame, by_alias=True, exclude_none=True).decode()
 
 
 def offers_to(me: Member, other: Member) -> bool:

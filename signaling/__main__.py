@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
         ws_max_size=settings.ws_max_size,
+        # Signaling frames are small and compressing them costs more than it saves: zlib state
+        # per connection (tens of KiB) and CPU per frame. Node's ws leaves it off too.
+        ws_per_message_deflate=False,
         lifespan="on",
     )
 

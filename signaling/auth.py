@@ -55,7 +55,10 @@ def mint_token(secret: str, subject: str, ttl: float = 300, *, now: float | None
 
 
 def verify_token(secret: str, token: str, *, now: float | None = None) -> str:
-    """Check a token's signature and expiry; returns its subject or raises ``LobbyError``."""
+    """Check a token's signature and expiry; returns its subject or raises ``LobbyError``
+    (code ``bad_token``) for any token that is not one this secret signed and still valid."""
+    if not token.isascii():  # tokens are base64url; hmac.compare_digest refuses other text
+        raise LobbyError(ErrorCode.BAD_TOKEN, "auth token is malformed (not ASCII)")
     body, dot, signature = token.partition(".")
     if not dot or not hmac.compare_digest(_sign(secret, body), signature):
         raise LobbyError(ErrorCode.BAD_TOKEN, "auth token is not signed by this lobby's secret")

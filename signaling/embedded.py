@@ -48,7 +48,8 @@ class EmbeddedLobby:
         self.port: int = self.sock.getsockname()[1]
         self.app = create_app(self.settings)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on",
-                                ws_ping_interval=None, ws_max_size=self.settings.ws_max_size)
+                                ws_ping_interval=None, ws_max_size=self.settings.ws_max_size,
+                                ws_per_message_deflate=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True, name=f"lobby:{self.port}")

@@ -40,9 +40,9 @@ from netplay.protocol import (
     PeerJoined,
     PeerLeft,
     QuickMatch,
-    RelayedSignal,
     Signal,
     encode,
+    encode_relayed_signal,
 )
 
 __all__ = [
@@ -584,8 +584,7 @@ class MemoryBackend(Backend):
         if target is None or target is peer:
             raise LobbyError(ErrorCode.UNKNOWN_PEER,
                              f"{request.to!r} is not another member of lobby {lobby.code}")
-        relayed = RelayedSignal(from_=peer.id, payload=request.payload)  # type: ignore[call-arg]
-        target.send(encode(relayed), buffer=True)
+        target.send(encode_relayed_signal(peer.id, request.payload), buffer=True)
         if request.id is not None:
             peer.send(encode(Ok(id=request.id)))
 

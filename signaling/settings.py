@@ -60,6 +60,21 @@ class Settings:
     """Seconds a dropped peer keeps its id and lobby seat for a ``hello`` with its resume token.
     The other members see ``peer_left`` only after this. 0 disables resuming."""
 
+    max_connections_per_ip: int = 64
+    """Open WebSocket connections from one client address; more are answered ``rate_limited``
+    and closed with code 1013. Behind a reverse proxy, the address comes from its
+    ``X-Forwarded-For`` header (uvicorn's ``--forwarded-allow-ips``)."""
+    hello_timeout: float = 10.0
+    """Seconds a new connection has to send a valid ``hello``; then it is answered
+    ``not_authenticated`` and closed with code 1008."""
+    max_lobbies_per_ip: int = 8
+    """Lobbies that connections from one client address may host at once (created by ``host``
+    or ``quick_match``); more are refused with ``too_many_lobbies``."""
+    password_attempts: int = 10
+    """Failed joins (wrong password or unknown code) one client address may make per minute,
+    in a burst of that many; then every join from it is answered ``rate_limited`` until the
+    allowance refills, whether the code exists or not."""
+
     auth_secret: str | None = None
     """When set, ``hello`` must carry a token minted with this secret
     (see :func:`signaling.auth.mint_token`)."""
@@ -89,10 +104,11 @@ class Settings:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             problems.append("ssl_certfile and ssl_keyfile must be given together")
         for name in ("max_message_bytes", "burst", "max_lobbies", "max_metadata_bytes",
-                     "max_name_length", "turn_ttl", "max_strikes"):
+                     "max_name_length", "turn_ttl", "max_strikes", "max_connections_per_ip",
+                     "max_lobbies_per_ip", "password_attempts"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        for name in ("rate", "idle_timeout"):
+        for name in ("rate", "idle_timeout", "hello_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
         if self.resume_grace < 0:
