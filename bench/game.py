@@ -1,7 +1,8 @@
 """The game workload: what a real game sends, both ways, netplay against raw aiortc.
 
 Each of two peers sends a ~300-byte state at 30 Hz and 5 small reliable events a second to the
-other, for ``seconds``. Raw aiortc does what a hand-written aiortc game does: one ``send()`` on
+other, for ``seconds``, in a game loop's order: a tick's events, then the state taken at the
+end of the tick. Raw aiortc does what a hand-written aiortc game does: one ``send()`` on
 the unreliable "state" channel per state and one on the reliable "events" channel per event.
 netplay gets ``send_state`` and ``send_event`` and is free to carry a tick's events, acks and
 clock echo inside that tick's state datagram.
@@ -65,12 +66,12 @@ async def play(ends: _Ends, seconds: float) -> tuple[float, list[float], list[fl
     start = loop.time()
     frame = 0
     while loop.time() - start < seconds:
-        for end in ("a", "b"):
-            ends.send(end, "state", stamped(STATE_BYTES))
-            sent_states += 1
+        for end in ("a", "b"):  # a game loop's order: the tick's events, then its state
             if frame % every == 0:
                 ends.send(end, "events", stamped(EVENT_BYTES, b"e"))
                 sent_events += 1
+            ends.send(end, "state", stamped(STATE_BYTES))
+            sent_states += 1
         frame += 1
         await asyncio.sleep(max(0.0, start + frame * tick - loop.time()))
     cpu = time.process_time() - cpu0
