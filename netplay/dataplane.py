@@ -186,6 +186,8 @@ class DataPlane:
             tick = self._tick
         elif type(tick) is not int:
             raise TypeError("tick must be an int")
+        else:
+            wire.check_tick(tick)  # ValueError beyond 2**53, here in the game's call
         targets = self._targets(to)
         for r in targets:
             r.state.set_pending(state, tick, packed)

@@ -55,6 +55,7 @@ from netplay.protocol import (
 
 from .auth import turn_credentials, verify_token
 from .lobby import Backend, LeaveReason, LobbyError, MemoryBackend, check_name
+from .play import play_routes
 from .settings import Settings
 
 __all__ = ["create_app", "ice_servers"]
@@ -371,7 +372,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         origin = ws.headers.get("origin")
         if origins and "*" not in origins and origin is not None and origin not in origins:
             logger.info("refused a WebSocket from origin %r", origin)
-            await ws.close(status.WS_1008_POLICY_VIOLATION)
+            # Accept, then close with a reason: a refused handshake (HTTP 403) reaches a page
+            # only as a generic error, a close frame as code 1008 and this reason.
+            await ws.accept()
+            await ws.close(status.WS_1008_POLICY_VIOLATION, reason="origin not allowed")
             return
         await ws.accept()
         await _Connection(ws, state).run()
@@ -410,6 +414,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             WebSocketRoute("/ws", websocket_endpoint),
             Route("/healthz", healthz),
             Route("/lobbies", lobbies),
+            *play_routes(),  # the browser demo at /play (signaling/play.py)
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,198 @@
+// Snapshots (docs/wire.md sections 10-12): delta decoding, the snapshot judge, clock sync and
+// interpolation. Ports of netplay/delta.py (decoding), netplay/snapshots.py, netplay/clock.py
+// and netplay/interpolation.py.
+
+import { ProtocolError, seqGt } from "./wire.js";
+
+const isMap = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array);
+
+/**
+ * Apply a delta op to `old` (never mutated); docs/wire.md section 11.
+ * @param {any} old @param {any} op @returns {any}
+ */
+export function patch(old, op, depth = 0) {
+  if (depth > 256) throw new ProtocolError("malformed delta: nested too deeply");
+  if (isMap(op)) {
+    if (!isMap(old)) throw new ProtocolError("malformed delta: map patch applied to a non-map");
+    const out = { ...old };
+    for (const key of Object.keys(op)) {
+      const sub = op[key];
+      if (Array.isArray(sub) && sub.length === 0) {
+        if (!(key in out)) throw new ProtocolError(`malformed delta: removal of missing key ${key}`);
+        delete out[key];
+      } else if (Object.prototype.hasOwnProperty.call(out, key)) {
+        out[key] = patch(out[key], sub, depth + 1);
+      } else if (isMap(sub) || (Array.isArray(sub) && sub[0] !== 0)) {
+        throw new ProtocolError(`malformed delta: patch of missing key ${key}`);
+      } else {
+        out[key] = patch(null, sub, depth + 1);
+      }
+    }
+    return out;
+  }
+  if (Array.isArray(op)) {
+    if (!op.length) throw new ProtocolError("malformed delta: empty op outside a map");
+    const tag = op[0];
+    if (tag === 0) {
+      if (op.length !== 2) throw new ProtocolError("malformed delta: replace op needs 2 items");
+      return op[1];
+    }
+    if (tag === 1) {
+      if (!Array.isArray(old)) throw new ProtocolError("malformed delta: list patch applied to a non-list");
+      if (op.length % 2 !== 1) throw new ProtocolError("malformed delta: list patch needs index/op pairs");
+      const items = old.slice();
+      for (let j = 1; j < op.length; j += 2) {
+        const i = op[j];
+        if (!Number.isInteger(i) || i < 0 || i >= items.length) throw new ProtocolError(`malformed delta: list index ${i} out of range`);
+        items[i] = patch(items[i], op[j + 1], depth + 1);
+      }
+      return items;
+    }
+    throw new ProtocolError(`malformed delta: unknown op tag ${tag}`);
+  }
+  return op;
+}
+
+export const STALE = Symbol("stale");
+
+/** Decodes one sender's snapshots, keeping the last `history` decoded states as baselines. */
+export class DeltaDecoder {
+  constructor(history = 64) { this.history = history; this.states = new Map(); this.newest = null; this.stale = 0; }
+
+  /** Decode snapshot `seq`: full when `baseline` is null, else a delta against it. */
+  decode(seq, baseline, body) {
+    let state;
+    if (baseline === null) state = body;
+    else {
+      if (!seqGt(seq, baseline)) throw new ProtocolError(`delta baseline ${baseline} is not older than seq ${seq}`);
+      if (!this.states.has(baseline)) {
+        if (this.newest !== null && !seqGt(seq, this.newest)) { this.stale++; return STALE; }
+        throw new ProtocolError(`unknown delta baseline ${baseline} for seq ${seq}`);
+      }
+      state = patch(this.states.get(baseline), body);
+    }
+    if (this.newest === null || seqGt(seq, this.newest)) {
+      this.newest = seq;
+      this.states.set(seq, state);
+      for (const old of this.states.keys()) {
+        if (((seq - old) & 0xffff) > this.history) this.states.delete(old);
+      }
+    } else if (((this.newest - seq) & 0xffff) <= this.history) {
+      this.states.set(seq, state);
+    }
+    return state;
+  }
+}
+
+/** Newest / stale / duplicate judge of snapshot seqs, and loss from gaps. */
+export class SnapshotJudge {
+  constructor() { this.newest = null; this.seen = new Set(); this.received = 0; this.lostCount = 0; this.duplicates = 0; this.staleCount = 0; }
+  /** @returns {"accepted"|"stale"|"duplicate"} */
+  push(seq) {
+    if (this.seen.has(seq)) { this.duplicates++; return "duplicate"; }
+    this.seen.add(seq);
+    if (this.seen.size > 256) this.seen.delete(this.seen.values().next().value);
+    this.received++;
+    if (this.newest === null || seqGt(seq, this.newest)) {
+      if (this.newest !== null) this.lostCount += Math.max(0, ((seq - this.newest) & 0xffff) - 1);
+      this.newest = seq;
+      return "accepted";
+    }
+    this.lostCount = Math.max(0, this.lostCount - 1);
+    this.staleCount++;
+    return "stale";
+  }
+  /** Fraction of snapshots lost. */
+  loss() { const total = this.received + this.lostCount; return total ? this.lostCount / total : 0; }
+}
+
+/** NTP-style offset and RTT from echo samples (netplay/clock.py). Seconds. */
+export class ClockSync {
+  constructor(window = 16) {
+    this.window = window; this.samplesList = []; this.offset = 0; this.srtt = null; this.rttvar = null;
+    this.rttLast = null; this.jitter = null; this.samples = 0; this.rejected = 0;
+  }
+  onSample(t0, t1, t2, t3) {
+    let rtt = (t3 - t0) - (t2 - t1);
+    const offset = ((t1 - t0) + (t2 - t3)) / 2;
+    if (Number.isFinite(rtt) && rtt > -1e-9 && rtt < 0) rtt = 0;
+    if (!Number.isFinite(rtt) || !Number.isFinite(offset) || t3 < t0 || t2 < t1 || rtt < 0) { this.rejected++; return false; }
+    this.samples++;
+    this.samplesList.push([rtt, offset]);
+    if (this.samplesList.length > this.window) this.samplesList.shift();
+    let best = this.samplesList[0];
+    for (const s of this.samplesList) if (s[0] < best[0]) best = s;
+    this.offset = best[1];
+    if (this.srtt === null) { this.srtt = rtt; this.rttvar = rtt / 2; this.jitter = 0; }
+    else {
+      this.rttvar += 0.25 * (Math.abs(this.srtt - rtt) - this.rttvar);
+      this.srtt += 0.125 * (rtt - this.srtt);
+      this.jitter += (Math.abs(rtt - this.rttLast) - this.jitter) / 16;
+    }
+    this.rttLast = rtt;
+    return true;
+  }
+  get rttMin() { return this.samplesList.length ? Math.min(...this.samplesList.map((s) => s[0])) : null; }
+  toLocal(remoteTime) { return remoteTime - this.offset; }
+}
+
+/**
+ * Default interpolation: numbers linearly, maps key by key, equal-length arrays element by
+ * element, anything else snaps to the newer value (netplay.interpolation.lerp_state).
+ */
+export function lerpState(a, b, t) {
+  if (typeof a === "number" && typeof b === "number") return a === b ? a : a + (b - a) * t;
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.map((x, i) => lerpState(x, b[i], t));
+  if (isMap(a) && isMap(b)) {
+    const out = {};
+    for (const key of Object.keys(b)) out[key] = key in a ? lerpState(a[key], b[key], t) : b[key];
+    return out;
+  }
+  return t > 0 ? b : a;
+}
+
+/**
+ * Renders a peer's state `delay` seconds in the past, interpolating between snapshots;
+ * delay = clamp(ratio * send interval + 2 * jitter, minDelay, maxDelay); capped extrapolation.
+ */
+export class InterpolationBuffer {
+  constructor({ minDelay = 0.05, maxDelay = 0.5, ratio = 2, maxExtrapolation = 0.25, lerp = lerpState, capacity = 64 } = {}) {
+    Object.assign(this, { minDelay, maxDelay, ratio, maxExtrapolation, lerp, capacity });
+    this.times = []; this.states = []; this.interval = null; this.jitterValue = 0; this.lastReceived = null;
+  }
+  get delay() {
+    const interval = this.interval ?? 0.05;
+    return Math.min(Math.max(this.ratio * interval + 2 * this.jitterValue, this.minDelay), this.maxDelay);
+  }
+  add(localTime, state, receivedAt) {
+    const n = this.times.length;
+    if (n && localTime <= this.times[n - 1]) {
+      if (localTime === this.times[n - 1]) this.states[n - 1] = state;
+      return;
+    }
+    if (n) {
+      const gap = Math.min(localTime - this.times[n - 1], Math.max(1, this.maxDelay));
+      const dev = this.lastReceived !== null ? Math.abs((receivedAt - this.lastReceived) - gap) : 0;
+      this.interval = this.interval === null ? gap : this.interval + (gap - this.interval) / 8;
+      this.jitterValue += (Math.min(dev, 1) - this.jitterValue) / 16;
+    }
+    this.lastReceived = receivedAt;
+    this.times.push(localTime); this.states.push(state);
+    if (this.times.length > this.capacity) { this.times.shift(); this.states.shift(); }
+  }
+  sample(now) {
+    const n = this.times.length;
+    if (!n) return undefined;
+    const at = now - this.delay;
+    if (n === 1 || at <= this.times[0]) return this.states[at <= this.times[0] ? 0 : n - 1];
+    if (at >= this.times[n - 1]) {
+      const [t0, t1] = [this.times[n - 2], this.times[n - 1]];
+      const over = Math.min(at - t1, this.maxExtrapolation);
+      return this.lerp(this.states[n - 2], this.states[n - 1], 1 + over / Math.max(t1 - t0, 1e-6));
+    }
+    let i = 1;
+    while (this.times[i] < at) i++;
+    const [t0, t1] = [this.times[i - 1], this.times[i]];
+    return this.lerp(this.states[i - 1], this.states[i], (at - t0) / (t1 - t0));
+  }
+}

@@ -1,0 +1,217 @@
+"""Browser peers in the same match as Python peers: the JavaScript client (clients/js) in real
+headless Chromium against real aiortc meshes and a real lobby, on loopback only.
+
+See tests/browser_helpers.py for how Chromium is launched. Each test starts one Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from netplay.conditioner import ConditionerConfig
+from netplay.events import HostChanged, MessageReceived, PeerLeft
+from netplay.mesh import Mesh
+
+from browser_helpers import Browser, chromium
+from mesh_helpers import assert_loopback_only, config, eventually
+
+
+@pytest.fixture
+async def browser(lobby: Any) -> AsyncIterator[Browser]:
+    async with chromium(lobby) as b:
+        yield b
+
+
+@contextlib.asynccontextmanager
+async def python_peers(lobby: Any, *names: str, **overrides: Any) -> AsyncIterator[list[Mesh]]:
+    async with contextlib.AsyncExitStack() as stack:
+        meshes = [await stack.enter_async_context(Mesh(config(lobby, name, **overrides)))
+                  for name in names]
+        yield meshes
+
+
+async def message_from(mesh: Mesh, peer: str, where: Any = None, timeout: float = 15.0
+                       ) -> MessageReceived:
+    return await mesh.wait_for(
+        MessageReceived, timeout,
+        lambda e: e.peer_id == peer and (where is None or where(e.body)))
+
+
+async def test_browser_hosts_and_two_python_peers_join(browser: Browser, lobby: Any) -> None:
+    tab = await browser.tab("web-host")
+    code = await tab.js("async () => (await window.mesh.host({game: 'browser-test'})).code")
+    async with python_peers(lobby, "py1", "py2") as (py1, py2):
+        await py1.join(code)
+        await py2.join(code)
+        for py in (py1, py2):
+            assert set(await py.wait_for_peers(2, timeout=15)) >= {tab.peer_id}
+        await tab.wait("() => window.mesh.peers.length === 2")
+        assert set(await tab.peers()) == {py1.peer_id, py2.peer_id}
+        assert_loopback_only(py1)
+
+        # events both ways, in order, exactly once
+        await tab.js("() => { for (let i = 0; i < 20; i++) window.mesh.sendEvent({i, t: 'e'}); }")
+        for py in (py1, py2):
+            got = [(await message_from(py, tab.peer_id)).body["i"] for _ in range(20)]
+            assert got == list(range(20))
+        for i in range(20):
+            py1.send_event({"i": i, "from": "py1"})
+        await tab.wait("() => window.log.filter((e) => e.type === 'message' && e.body.from === 'py1').length === 20")
+        order = await tab.js("() => window.log.filter((e) => e.type === 'message' && e.body.from === 'py1').map((e) => e.body.i)")
+        assert order == list(range(20))
+
+        # states both ways; Python's are delta-encoded once the browser acknowledges them
+        await tab.js("() => { window.stateTimer = setInterval(() => window.mesh.sendState({x: 1.5, who: 'web', n: Date.now() % 1000}), 20); }")
+        state = await eventually(lambda: py1.states().get(tab.peer_id), timeout=10)
+        assert state["who"] == "web" and state["x"] == 1.5
+        for n in range(60):
+            py1.send_state({"pos": {"x": float(n), "y": 2.0}, "hp": 100, "name": "py1", "n": n})
+            await asyncio.sleep(1 / 60)
+        await tab.wait(f"() => window.lastState && window.lastState[{py1.peer_id!r}]?.n === 59")
+        last = await tab.js(f"() => window.lastState[{py1.peer_id!r}]")
+        assert last == {"pos": {"x": 59, "y": 2}, "hp": 100, "name": "py1", "n": 59}
+        assert py1.stats(tab.peer_id).delta_bytes_saved > 0  # deltas went to the browser
+        stats = await tab.js(f"() => window.mesh.stats({py1.peer_id!r})")
+        assert stats["badPackets"] == 0 and stats["snapshotsDecoded"] >= 30
+        view = await tab.js("() => window.mesh.interpolated()")
+        assert set(view) == {py1.peer_id} | ({py2.peer_id} if py2.peer_id in view else set())
+        assert py1.stats(tab.peer_id).bad_packets == 0
+
+
+async def test_python_hosts_and_two_tabs_join(browser: Browser, lobby: Any) -> None:
+    async with python_peers(lobby, "py-host") as (host,):
+        info = await host.host(game="browser-test")
+        tab1 = await browser.tab("web1")
+        tab2 = await browser.tab("web2")
+        for tab in (tab1, tab2):
+            await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await host.wait_for_peers(2, timeout=15)
+        # the two tabs connect to each other too (the earlier-joined one offers)
+        await tab1.wait("() => window.mesh.peers.length === 2")
+        await tab2.wait("() => window.mesh.peers.length === 2")
+        assert set(await tab1.peers()) == {host.peer_id, tab2.peer_id}
+        await tab1.js("() => window.mesh.sendEvent({hello: 'from tab1'})")
+        await tab2.wait_log("message", "e.body.hello === 'from tab1'")
+        got = await message_from(host, tab1.peer_id)
+        assert got.body == {"hello": "from tab1"}
+        host.send_event({"hello": "from python"})
+        for tab in (tab1, tab2):
+            await tab.wait_log("message", f"e.peer === {host.peer_id!r} && e.body.hello === 'from python'")
+
+
+async def test_numbers_cross_as_the_wire_rules_say(browser: Browser, lobby: Any) -> None:
+    tab = await browser.tab("web")
+    async with python_peers(lobby, "py") as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        await tab.wait("() => window.mesh.peers.length === 1")
+        await tab.js("""() => window.mesh.sendEvent({
+            integral: 2.0, float: window.np.f64(2.0), half: 2.5, big: 2 ** 40,
+            big64: 18446744073709551615n, bytes: new Uint8Array([1, 2, 3])})""")
+        got = (await message_from(py, tab.peer_id)).body
+        assert got == {"integral": 2, "float": 2.0, "half": 2.5, "big": 2**40,
+                       "big64": 2**64 - 1, "bytes": b"\x01\x02\x03"}
+        assert type(got["integral"]) is int and type(got["float"]) is float
+        refused = await tab.js("""() => { try { window.mesh.sendEvent({n: 2 ** 60}); return null; }
+                                         catch (err) { return err.name + ': ' + err.message; } }""")
+        assert refused is not None and refused.startswith("RangeError") and "2^53" in refused
+        py.send_event({"huge": 2**63 + 5, "small": 7, "f": 1.0})
+        kinds = await tab.wait(f"""() => {{
+            const e = window.log.find((e) => e.type === 'message' && e.peer === {py.peer_id!r});
+            return e && {{huge: typeof e.body.huge, hugeText: String(e.body.huge),
+                          small: typeof e.body.small, f: e.body.f}};
+        }}""")
+        assert kinds == {"huge": "bigint", "hugeText": str(2**63 + 5), "small": "number", "f": 1}
+
+
+async def test_big_events_both_ways_and_reliable_lane_under_loss(browser: Browser,
+                                                                  lobby: Any) -> None:
+    tab = await browser.tab("web")
+    async with python_peers(lobby, "py") as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        await tab.wait("() => window.mesh.peers.length === 1")
+
+        # 1 MiB each way, on the reliable lane (cut into pieces, reassembled)
+        mib = bytes(i * 7 % 251 for i in range(1 << 20))
+        await tab.js("""() => { const b = new Uint8Array(1 << 20);
+            for (let i = 0; i < b.length; i++) b[i] = i * 7 % 251;
+            window.mesh.sendEvent(b); }""")
+        got = await message_from(py, tab.peer_id, lambda body: isinstance(body, bytes))
+        assert got.body == mib
+        py.send_event(mib)
+        entry = await tab.wait_log("message", "e.body && e.body.bin === 1048576", timeout=30)
+        assert entry["body"]["sum"] == sum(mib) % 1000000007
+
+        # the reliable lane with 5% loss each way on the Python side's link
+        py.set_conditioner(ConditionerConfig(loss=0.05, seed=13))
+        # (400-byte events: two per datagram, so about 150 datagrams each way meet the loss)
+        await tab.js("() => { for (let i = 0; i < 300; i++) window.mesh.sendEvent({lossy: i, pad: 'x'.repeat(400)}); }")
+        for i in range(300):
+            py.send_event({"lossy": i, "pad": "x" * 400})
+        got_py = [(await message_from(py, tab.peer_id, lambda b: isinstance(b, dict)
+                                      and "lossy" in b, timeout=30)).body["lossy"]
+                  for _ in range(300)]
+        assert got_py == list(range(300))
+        await tab.wait("() => window.log.filter((e) => e.type === 'message' && e.body.lossy !== undefined).length >= 300", timeout=30)
+        order = await tab.js("() => window.log.filter((e) => e.type === 'message' && e.body.lossy !== undefined).map((e) => e.body.lossy)")
+        assert order == list(range(300))
+        link = py._remotes[tab.peer_id].link
+        assert link is not None and link.conditioner is not None
+        lost = link.conditioner.stats
+        assert lost["outbound"].dropped > 0 and lost["inbound"].dropped > 0  # loss really happened
+
+
+async def test_a_tab_closed_abruptly_is_gone_within_3_s(browser: Browser, lobby: Any) -> None:
+    tab = await browser.tab("web")
+    async with python_peers(lobby, "py") as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        closed_at = time.monotonic()
+        await tab.page.close()  # no leave, no bye: the page just goes
+        left = await py.wait_for(PeerLeft, 5.0, lambda e: e.peer_id == tab.peer_id)
+        assert time.monotonic() - closed_at < 3.0, left
+
+
+async def test_host_migration_from_and_to_a_browser(browser: Browser, lobby: Any) -> None:
+    # from: the browser hosts, then its tab dies; the Python peer becomes host
+    host_tab = await browser.tab("web-host")
+    code = await host_tab.js("async () => (await window.mesh.host({game: 'browser-test'})).code")
+    async with python_peers(lobby, "py") as (py,):
+        await py.join(code)
+        await py.wait_for_peers(1, timeout=15)
+        joiner = await browser.tab("web-joiner")
+        await joiner.js("async (code) => { await window.mesh.join(code); }", code)
+        await joiner.wait("() => window.mesh.peers.length === 2")
+        await host_tab.page.close()
+        changed = await py.wait_for(HostChanged, 10.0)
+        assert changed.host == py.peer_id and changed.is_me and py.is_host
+        await joiner.wait_log("hostChanged", f"e.host === {py.peer_id!r}", timeout=10)
+
+        # to: the Python host leaves; the browser that joined next becomes host
+        await py.leave()
+        entry = await joiner.wait_log("hostChanged", f"e.host === {joiner.peer_id!r}", timeout=10)
+        assert entry["isMe"] is True
+        assert await joiner.js("() => window.mesh.isHost") is True
+
+
+async def test_a_refused_origin_gives_the_page_a_close_code_and_reason(
+        browser: Browser, lobby_factory: Any) -> None:
+    strict = lobby_factory(allowed_origins=("https://game.example",))
+    page = await browser.browser.new_page()
+    await page.goto(browser.lobby.http_url + "/healthz")
+    outcome = await page.evaluate("""async (url) => {
+        const np = await import("/play/netplay/netplay.js");
+        try { await new np.Mesh({lobbyUrl: url}).open(); return null; }
+        catch (err) { return {name: err.name, code: err.closeCode, reason: err.reason}; }
+    }""", strict.url)
+    assert outcome == {"name": "LobbyClosed", "code": 1008, "reason": "origin not allowed"}
