@@ -141,6 +141,18 @@ export class Mesh extends EventTarget {
     return (await this.lobbyClient.request(req)).lobbies;
   }
 
+  /** Host only: replace the lobby's metadata (shown in listings). */
+  async setMetadata(metadata) { this.setLobby((await this.lobbyClient.request({ type: "set_metadata", metadata })).lobby); }
+
+  /** Host only: refuse new joins. */
+  async lock() { this.setLobby((await this.lobbyClient.request({ type: "lock" })).lobby); }
+
+  /** Host only: accept new joins again. */
+  async unlock() { this.setLobby((await this.lobbyClient.request({ type: "unlock" })).lobby); }
+
+  /** Host only: remove a member from the lobby. */
+  async kick(peer) { await this.lobbyClient.request({ type: "kick", peer: this.remotes.get(peer)?.lobbyId ?? peer }); }
+
   /** Ping the lobby; resolves with the round trip in seconds. */
   async ping() {
     const t = now();

@@ -165,10 +165,15 @@ export class InterpolationBuffer {
     return Math.min(Math.max(this.ratio * interval + 2 * this.jitterValue, this.minDelay), this.maxDelay);
   }
   add(localTime, state, receivedAt) {
-    const n = this.times.length;
+    let n = this.times.length;
+    if (n && localTime < this.times[n - 1] - Math.max(1, 2 * this.maxDelay)) {
+      // Far older than the newest: the time base moved (the clock offset became known or
+      // changed, or the sender restarted): start over, as netplay/interpolation.py does.
+      this.times = []; this.states = []; this.lastReceived = null; n = 0;
+    }
     if (n && localTime <= this.times[n - 1]) {
       if (localTime === this.times[n - 1]) this.states[n - 1] = state;
-      return;
+      return; // a late snapshot: the newer ones already cover its time
     }
     if (n) {
       const gap = Math.min(localTime - this.times[n - 1], Math.max(1, this.maxDelay));
