@@ -65,7 +65,7 @@ def test_the_lobby_serves_the_page_and_the_client(lobby: Any) -> None:
         assert page.status_code == 200 and "<canvas" in page.text
         client = http.get("/play/netplay/netplay.js")
         assert client.status_code == 200 and "export" in client.text
-        assert http.get("/play/netplay/vendor/msgpack/index.mjs").status_code == 200
+        assert http.get("/play/netplay/vendor/msgpack/msgpack.mjs").status_code == 200
         assert http.get("/play/nope.js").status_code == 404
 
 

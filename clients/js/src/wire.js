@@ -9,8 +9,7 @@
 // - integers that arrive beyond 2^53 decode as BigInt (exact), all others as numbers;
 // - times on the wire (sent_at, echo) are seconds, always float 64.
 
-import { Encoder } from "../vendor/msgpack/Encoder.mjs";
-import { Decoder } from "../vendor/msgpack/Decoder.mjs";
+import { Encoder, Decoder } from "../vendor/msgpack/msgpack.mjs";
 
 export const WIRE_VERSION = 2;
 export const MAX_DATAGRAM = 65536;
