@@ -239,3 +239,55 @@ async def test_a_failed_link_is_re_offered_and_nothing_reliable_is_lost(browser:
         got = [(await message_from(py, tab.peer_id)).body["during"] for _ in range(5)]
         assert got == list(range(5))  # sent while the link was down, delivered once, in order
         assert await tab.js("() => window.mesh.remotes.values().next().value.attempt") >= 1
+
+
+async def test_lobby_requests_from_pages_quick_match_list_ping_leave_resume(
+        browser: Browser, lobby: Any) -> None:
+    tab1 = await browser.tab("web1")
+    tab2 = await browser.tab("web2")
+    first = await tab1.js("async () => (await window.mesh.quickMatch({game: 'qm-test', gameVersion: '7'})).code")
+    listed = await tab2.js("async () => await window.mesh.listLobbies('qm-test')")
+    assert [(row["code"], row["players"], row["game_version"]) for row in listed] == [(first, 1, "7")]
+    second = await tab2.js("async () => (await window.mesh.quickMatch({game: 'qm-test', gameVersion: '7'})).code")
+    assert second == first  # quick match found the open lobby
+    await tab1.wait("() => window.mesh.peers.length === 1")
+    rtt = await tab1.js("async () => await window.mesh.ping()")
+    assert 0 < rtt < 5
+
+    # resume: the WebSocket drops (not a clean close); the client comes back with its token,
+    # same peer id, same seat; the other member sees nothing
+    before = await tab2.js("() => window.mesh.peerId")
+    await tab2.js("() => window.mesh.lobbyClient.ws.close(4000, 'network blip')")
+    await tab2.wait("() => window.mesh.lobbyClient.connected && window.mesh.lobbyClient.welcome.resumed")
+    assert await tab2.js("() => window.mesh.lobbyClient.peerId") == before
+    assert await tab2.js("() => window.mesh.lobby.code") == first
+    assert await tab1.js("() => window.log.filter((e) => e.type === 'peerLeft').length") == 0
+
+    # leave: the other page sees the peer go, with the reason "left"
+    await tab2.js("async () => { await window.mesh.leave(); }")
+    entry = await tab1.wait_log("peerLeft", f"e.peer === {before!r}")
+    assert entry["reason"] == "left"
+    assert await tab2.js("() => window.mesh.lobby") is None
+    refused = await tab2.js("""async () => { try { await window.mesh.join('ZZZZZZ'); }
+                                            catch (err) { return [err.name, err.code]; } }""")
+    assert refused == ["LobbyError", "lobby_not_found"]
+
+
+async def test_bad_datagrams_from_a_peer_are_counted_and_the_page_keeps_working(
+        browser: Browser, lobby: Any) -> None:
+    from netplay import wire
+
+    tab = await browser.tab("web")
+    async with python_peers(lobby, "py") as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        await tab.wait("() => window.mesh.peers.length === 1")
+        raw = py._remotes[tab.peer_id].link.channel  # type: ignore[union-attr]
+        for frame in (b"\x03" + b"\x90", b"\x02\xc1", b"\x02\xdd\xff\xff\xff\xff",
+                      wire.pack_head(0, 1.0, None, None) + b"\x2a\xc0\x91\x91\x01", "text"):
+            raw.send(frame)
+        await tab.wait(f"() => window.mesh.stats({py.peer_id!r}).badPackets === 5")
+        py.send_event("still works")
+        await tab.wait_log("message", "e.body === 'still works'")
+        assert await tab.peers() == [py.peer_id]
