@@ -8,6 +8,7 @@ from typing import Any
 import msgpack
 import pytest
 
+import netplay
 from netplay import wire
 from netplay.errors import ProtocolError
 from netplay.mesh import Mesh
@@ -60,6 +61,10 @@ def test_python_refuses_ticks_beyond_2_53_both_ways(lobby: Any) -> None:
     mesh = Mesh(config(lobby, "ticks"))
     with pytest.raises(ValueError, match="2\\*\\*53"):  # in the game's call, before any I/O
         mesh.send_state({"x": 1}, tick=2**53)
+    with netplay.SyncMesh(config(lobby, "ticks-sync")) as sync:  # in the game's thread
+        with pytest.raises(ValueError, match="2\\*\\*53"):
+            sync.send_state({"x": 1}, tick=-(2**53))
+        assert sync.send_state({"x": 1}, tick=2**53 - 1) is False  # nobody to send to
 
 
 async def test_the_javascript_codec_matches_python_byte_for_byte(lobby: Any) -> None:
