@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import netplay
 from netplay.events import MessageReceived, PeerJoined
-import contextlib
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 FLAGS = ["--no-sandbox", "--allow-loopback-in-peer-connection",
          "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -121,7 +121,7 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
             browser = await pw.chromium.launch(executable_path=path, headless=True, args=FLAGS)
             opens, from_pc = [], []
             page = None
-            for i in range(pages):
+            for _ in range(pages):
                 if page is not None:
                     await page.close()
                     await asyncio.sleep(0.3)  # let the Python side see the tab go
@@ -130,7 +130,8 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
                 await page.route(lambda url: "/bench.html" in url, lambda route: route.fulfill(
                     status=200, content_type="text/html", body=_PAGE))
                 await page.goto(f"{lobby.http_url}/bench.html?url={lobby.url}&code={info.code}")
-                handle = await page.wait_for_function("() => window.marks && window.marks.open", timeout=20000)
+                handle = await page.wait_for_function("() => window.marks && window.marks.open",
+                                                      timeout=20000)
                 await handle.dispose()
                 got = await page.evaluate("() => window.marks")
                 got["fromPc"] = got["open"] - got["firstPc"]
@@ -156,7 +157,9 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
             rtts = await page.evaluate("""async (n) => {
                 const mesh = window.mesh, out = [];
                 let waiting = null;
-                mesh.on("message", ({body}) => { if (body && body.pong !== undefined && waiting) waiting(); });
+                mesh.on("message", ({body}) => {
+                  if (body && body.pong !== undefined && waiting) waiting();
+                });
                 for (let i = 0; i < n; i++) {
                   const t0 = performance.now();
                   await new Promise((resolve) => { waiting = resolve; mesh.sendEvent({ping: i}); });
@@ -174,7 +177,7 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
             for i in range(pings):
                 t0 = time.perf_counter()
                 py.send_event({"ping": i}, to=web)
-                await py.wait_for(MessageReceived, 5, lambda e: isinstance(e.body, dict)
+                await py.wait_for(MessageReceived, 5, lambda e, i=i: isinstance(e.body, dict)
                                   and e.body.get("pong") == i)
                 py_rtts.append((time.perf_counter() - t0) * 1000)
             out["event round trip, Python -> browser -> Python (ms)"] = py_rtts[5:]
@@ -183,7 +186,10 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
             await page.evaluate("""() => {
                 const mesh = window.mesh, original = mesh.onFrame.bind(mesh);
                 window.frames = [];
-                mesh.onFrame = (r, data) => { window.frames.push(data.slice(0)); original(r, data); };
+                mesh.onFrame = (r, data) => {
+                  window.frames.push(data.slice(0));
+                  original(r, data);
+                };
             }""")
             before = await page.evaluate(f"() => window.mesh.stats({py.peer_id!r})")
             for tick in range(180):
@@ -209,7 +215,10 @@ async def run(pages: int, pings: int) -> dict[str, Any]:
                   const decoder = new np.DeltaDecoder();
                   for (const f of frames) {
                     const d = np.unpackDatagram(f);
-                    if (d.snapshot) { decoder.decode(d.snapshot.seq, d.snapshot.baseline, d.snapshot.body); snapshots++; bytes += f.length; }
+                    if (!d.snapshot) continue;
+                    decoder.decode(d.snapshot.seq, d.snapshot.baseline, d.snapshot.body);
+                    snapshots++;
+                    bytes += f.length;
                   }
                 }
                 return {us: (performance.now() - t0) * 1000 / snapshots, bytes: bytes / snapshots};

@@ -65,9 +65,11 @@ async ({url, name, options}) => {
   const mesh = new np.Mesh({lobbyUrl: url, name, ...options});
   window.mesh = mesh;
   for (const type of ["peerJoined", "peerLeft", "hostChanged", "message"]) {
-    mesh.on(type, (d) => window.log.push({type, ...d, body: summary(d.body), at: performance.now()}));
+    mesh.on(type, (d) => window.log.push({type, ...d, body: summary(d.body),
+                                          at: performance.now()}));
   }
-  mesh.on("state", (d) => { window.lastState = window.lastState || {}; window.lastState[d.peer] = d.state; });
+  window.lastState = {};
+  mesh.on("state", (d) => { window.lastState[d.peer] = d.state; });
   await mesh.open();
   return mesh.peerId;
 }
@@ -95,6 +97,13 @@ class Tab:
         """The first ``window.log`` entry of ``type`` for which ``where`` (on ``e``) holds."""
         return await self.wait(
             f"() => window.log.find((e) => e.type === {type!r} && ({where}))", timeout=timeout)
+
+    async def messages(self, where: str, count: int, timeout: float = 15.0) -> list[Any]:
+        """Wait for ``count`` logged messages for which ``where`` (on ``e``) holds; their
+        bodies, in arrival order."""
+        found = f"window.log.filter((e) => e.type === 'message' && ({where}))"
+        await self.wait(f"() => {found}.length >= {count}", timeout=timeout)
+        return list(await self.js(f"() => {found}.map((e) => e.body)"))
 
     async def peers(self) -> list[str]:
         return list(await self.js("() => window.mesh.peers"))

@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from browser_helpers import Browser, Tab, chromium
+from mesh_helpers import assert_loopback_only, config, eventually
 
 from netplay.conditioner import ConditionerConfig
 from netplay.events import HostChanged, MessageReceived, PeerLeft
 from netplay.mesh import Mesh
-
-from browser_helpers import Browser, chromium
-from mesh_helpers import assert_loopback_only, config, eventually
 
 
 @pytest.fixture
@@ -34,6 +33,18 @@ async def python_peers(lobby: Any, *names: str, **overrides: Any) -> AsyncIterat
         meshes = [await stack.enter_async_context(Mesh(config(lobby, name, **overrides)))
                   for name in names]
         yield meshes
+
+
+@contextlib.asynccontextmanager
+async def python_host_and_tab(browser: Browser, lobby: Any) -> AsyncIterator[tuple[Mesh, Tab]]:
+    """A Python peer hosting and one tab joined, connected both ways."""
+    tab = await browser.tab("web")
+    async with python_peers(lobby, "py") as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        await tab.wait("() => window.mesh.peers.length === 1")
+        yield py, tab
 
 
 async def message_from(mesh: Mesh, peer: str, where: Any = None, timeout: float = 15.0
@@ -62,12 +73,12 @@ async def test_browser_hosts_and_two_python_peers_join(browser: Browser, lobby: 
             assert got == list(range(20))
         for i in range(20):
             py1.send_event({"i": i, "from": "py1"})
-        await tab.wait("() => window.log.filter((e) => e.type === 'message' && e.body.from === 'py1').length === 20")
-        order = await tab.js("() => window.log.filter((e) => e.type === 'message' && e.body.from === 'py1').map((e) => e.body.i)")
-        assert order == list(range(20))
+        got_web = await tab.messages("e.body.from === 'py1'", 20)
+        assert [body["i"] for body in got_web] == list(range(20))
 
         # states both ways; Python's are delta-encoded once the browser acknowledges them
-        await tab.js("() => { window.stateTimer = setInterval(() => window.mesh.sendState({x: 1.5, who: 'web', n: Date.now() % 1000}), 20); }")
+        await tab.js("""() => { window.stateTimer = setInterval(
+            () => window.mesh.sendState({x: 1.5, who: 'web', n: Date.now() % 1000}), 20); }""")
         state = await eventually(lambda: py1.states().get(tab.peer_id), timeout=10)
         assert state["who"] == "web" and state["x"] == 1.5
         for n in range(60):
@@ -79,6 +90,14 @@ async def test_browser_hosts_and_two_python_peers_join(browser: Browser, lobby: 
         assert py1.stats(tab.peer_id).delta_bytes_saved > 0  # deltas went to the browser
         stats = await tab.js(f"() => window.mesh.stats({py1.peer_id!r})")
         assert stats["badPackets"] == 0 and stats["snapshotsDecoded"] >= 30
+        # clock sync: the page's offset is Python's monotonic clock minus the page's clock
+        # (both in seconds), and Python measured the opposite
+        page_now = await tab.js("() => performance.now() / 1000")
+        expected = time.monotonic() - page_now
+        assert abs(stats["clockOffset"] - expected) < 0.25, (stats, expected)
+        assert 0 < stats["rtt"] < 0.5
+        py_offset = py1.stats(tab.peer_id).clock_offset_ms
+        assert py_offset is not None and abs(py_offset / 1000 + expected) < 0.25
         # interpolated() renders py1 from its snapshots, mapped through the synced clock
         rendered = await tab.wait(f"() => window.mesh.interpolated()[{py1.peer_id!r}]?.pos.x >= 50")
         assert rendered is True
@@ -98,22 +117,23 @@ async def test_python_hosts_and_two_tabs_join(browser: Browser, lobby: Any) -> N
         await tab1.wait("() => window.mesh.peers.length === 2")
         await tab2.wait("() => window.mesh.peers.length === 2")
         assert set(await tab1.peers()) == {host.peer_id, tab2.peer_id}
+        # the offer rule: the earlier-joined member offers, the later one answers
+        offers = "(tab) => window.mesh.remotes.get(tab).offerer"
+        assert await tab1.js(offers, tab2.peer_id) is True
+        assert await tab2.js(offers, tab1.peer_id) is False
+        assert await tab1.js(offers, host.peer_id) is False
         await tab1.js("() => window.mesh.sendEvent({hello: 'from tab1'})")
         await tab2.wait_log("message", "e.body.hello === 'from tab1'")
         got = await message_from(host, tab1.peer_id)
         assert got.body == {"hello": "from tab1"}
         host.send_event({"hello": "from python"})
         for tab in (tab1, tab2):
-            await tab.wait_log("message", f"e.peer === {host.peer_id!r} && e.body.hello === 'from python'")
+            await tab.wait_log("message",
+                               f"e.peer === {host.peer_id!r} && e.body.hello === 'from python'")
 
 
 async def test_numbers_cross_as_the_wire_rules_say(browser: Browser, lobby: Any) -> None:
-    tab = await browser.tab("web")
-    async with python_peers(lobby, "py") as (py,):
-        info = await py.host(game="browser-test")
-        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
-        await py.wait_for_peers(1, timeout=15)
-        await tab.wait("() => window.mesh.peers.length === 1")
+    async with python_host_and_tab(browser, lobby) as (py, tab):
         await tab.js("""() => window.mesh.sendEvent({
             integral: 2.0, float: window.np.f64(2.0), half: 2.5, big: 2 ** 40,
             big64: 18446744073709551615n, bytes: new Uint8Array([1, 2, 3])})""")
@@ -135,12 +155,7 @@ async def test_numbers_cross_as_the_wire_rules_say(browser: Browser, lobby: Any)
 
 async def test_big_events_both_ways_and_reliable_lane_under_loss(browser: Browser,
                                                                   lobby: Any) -> None:
-    tab = await browser.tab("web")
-    async with python_peers(lobby, "py") as (py,):
-        info = await py.host(game="browser-test")
-        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
-        await py.wait_for_peers(1, timeout=15)
-        await tab.wait("() => window.mesh.peers.length === 1")
+    async with python_host_and_tab(browser, lobby) as (py, tab):
 
         # 1 MiB each way, on the reliable lane (cut into pieces, reassembled)
         mib = bytes(i * 7 % 251 for i in range(1 << 20))
@@ -156,16 +171,16 @@ async def test_big_events_both_ways_and_reliable_lane_under_loss(browser: Browse
         # the reliable lane with 5% loss each way on the Python side's link
         py.set_conditioner(ConditionerConfig(loss=0.05, seed=13))
         # (400-byte events: two per datagram, so about 150 datagrams each way meet the loss)
-        await tab.js("() => { for (let i = 0; i < 300; i++) window.mesh.sendEvent({lossy: i, pad: 'x'.repeat(400)}); }")
+        await tab.js("""() => { for (let i = 0; i < 300; i++)
+            window.mesh.sendEvent({lossy: i, pad: 'x'.repeat(400)}); }""")
         for i in range(300):
             py.send_event({"lossy": i, "pad": "x" * 400})
         got_py = [(await message_from(py, tab.peer_id, lambda b: isinstance(b, dict)
                                       and "lossy" in b, timeout=30)).body["lossy"]
                   for _ in range(300)]
         assert got_py == list(range(300))
-        await tab.wait("() => window.log.filter((e) => e.type === 'message' && e.body.lossy !== undefined).length >= 300", timeout=30)
-        order = await tab.js("() => window.log.filter((e) => e.type === 'message' && e.body.lossy !== undefined).map((e) => e.body.lossy)")
-        assert order == list(range(300))
+        got_web = await tab.messages("e.body.lossy !== undefined", 300, timeout=30)
+        assert [body["lossy"] for body in got_web] == list(range(300))
         link = py._remotes[tab.peer_id].link
         assert link is not None and link.conditioner is not None
         lost = link.conditioner.stats
@@ -173,11 +188,7 @@ async def test_big_events_both_ways_and_reliable_lane_under_loss(browser: Browse
 
 
 async def test_a_tab_closed_abruptly_is_gone_within_3_s(browser: Browser, lobby: Any) -> None:
-    tab = await browser.tab("web")
-    async with python_peers(lobby, "py") as (py,):
-        info = await py.host(game="browser-test")
-        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
-        await py.wait_for_peers(1, timeout=15)
+    async with python_host_and_tab(browser, lobby) as (py, tab):
         closed_at = time.monotonic()
         await tab.page.close()  # no leave, no bye: the page just goes
         left = await py.wait_for(PeerLeft, 5.0, lambda e: e.peer_id == tab.peer_id)
@@ -245,10 +256,12 @@ async def test_lobby_requests_from_pages_quick_match_list_ping_leave_resume(
         browser: Browser, lobby: Any) -> None:
     tab1 = await browser.tab("web1")
     tab2 = await browser.tab("web2")
-    first = await tab1.js("async () => (await window.mesh.quickMatch({game: 'qm-test', gameVersion: '7'})).code")
+    quick = "async () => (await window.mesh.quickMatch({game: 'qm-test', gameVersion: '7'})).code"
+    first = await tab1.js(quick)
     listed = await tab2.js("async () => await window.mesh.listLobbies('qm-test')")
-    assert [(row["code"], row["players"], row["game_version"]) for row in listed] == [(first, 1, "7")]
-    second = await tab2.js("async () => (await window.mesh.quickMatch({game: 'qm-test', gameVersion: '7'})).code")
+    assert [(row["code"], row["players"], row["game_version"]) for row in listed] \
+        == [(first, 1, "7")]
+    second = await tab2.js(quick)
     assert second == first  # quick match found the open lobby
     await tab1.wait("() => window.mesh.peers.length === 1")
     rtt = await tab1.js("async () => await window.mesh.ping()")
@@ -258,7 +271,8 @@ async def test_lobby_requests_from_pages_quick_match_list_ping_leave_resume(
     # same peer id, same seat; the other member sees nothing
     before = await tab2.js("() => window.mesh.peerId")
     await tab2.js("() => window.mesh.lobbyClient.ws.close(4000, 'network blip')")
-    await tab2.wait("() => window.mesh.lobbyClient.connected && window.mesh.lobbyClient.welcome.resumed")
+    await tab2.wait("() => window.mesh.lobbyClient.connected "
+                    "&& window.mesh.lobbyClient.welcome.resumed")
     assert await tab2.js("() => window.mesh.lobbyClient.peerId") == before
     assert await tab2.js("() => window.mesh.lobby.code") == first
     assert await tab1.js("() => window.log.filter((e) => e.type === 'peerLeft').length") == 0
@@ -277,12 +291,7 @@ async def test_bad_datagrams_from_a_peer_are_counted_and_the_page_keeps_working(
         browser: Browser, lobby: Any) -> None:
     from netplay import wire
 
-    tab = await browser.tab("web")
-    async with python_peers(lobby, "py") as (py,):
-        info = await py.host(game="browser-test")
-        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
-        await py.wait_for_peers(1, timeout=15)
-        await tab.wait("() => window.mesh.peers.length === 1")
+    async with python_host_and_tab(browser, lobby) as (py, tab):
         raw = py._remotes[tab.peer_id].link.channel  # type: ignore[union-attr]
         for frame in (b"\x03" + b"\x90", b"\x02\xc1", b"\x02\xdd\xff\xff\xff\xff",
                       wire.pack_head(0, 1.0, None, None) + b"\x2a\xc0\x91\x91\x01", "text"):

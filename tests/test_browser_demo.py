@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from browser_helpers import chromium
 
 
@@ -127,7 +126,9 @@ async def test_the_demo_page_plays_a_match_with_a_bot(lobby: Any, tmp_path: Path
                 const c = document.getElementById('arena');
                 const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                 const seen = new Set();
-                for (let i = 0; i < data.length; i += 4 * 97) seen.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
+                for (let i = 0; i < data.length; i += 4 * 97) {
+                    seen.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
+                }
                 return seen.size;
             }""")
             assert colours >= 5  # arena, walls, players, text: not a blank canvas
