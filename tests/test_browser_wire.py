@@ -7,14 +7,13 @@ from typing import Any
 
 import msgpack
 import pytest
+from browser_helpers import chromium
+from mesh_helpers import config
 
 import netplay
 from netplay import wire
 from netplay.errors import ProtocolError
 from netplay.mesh import Mesh
-
-from browser_helpers import chromium
-from mesh_helpers import config
 
 BAD = [
     [1, 2.0, None, None],
@@ -115,3 +114,129 @@ async def test_the_javascript_codec_matches_python_byte_for_byte(lobby: Any) -> 
     assert out["msTime"] == "RangeError"
     assert out["patched"] == {"p": {"x": 1.5, "y": 2}, "hp": 100, "inv": [1, 2]}
     assert out["ackedIds"] == [101, 108, 118]  # docs/wire.md section 7's example
+
+
+_LANES_SIMULATION = """async ({seed, loss}) => {
+    const w = await import("/play/netplay/src/wire.js");
+    const L = await import("/play/netplay/src/lanes.js");
+    let a = seed >>> 0;  // mulberry32
+    const random = () => {
+        a = (a + 0x6d2b79f5) >>> 0; let t = a;
+        t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const specs = L.laneSpecs([{name: "state"}, {name: "events"},
+                               {name: "bulk", ordered: false, priority: -1}]);
+    const out = new L.Outbound(specs), inbound = new L.Inbound(specs);
+    const sent = {1: [], 2: []}, got = {1: [], 2: []};
+    for (let i = 0; i < 300; i++) {
+        const lane = random() < 0.7 ? 1 : 2;
+        const size = random() < 0.1 ? 2500 + Math.floor(random() * 4000) : 10;
+        const body = {i, lane, pad: "x".repeat(size)};
+        sent[lane].push(i);
+        out.push(lane, w.packBody(body));
+    }
+    let now = 0, inFlight = [], datagrams = 0;
+    while ((!out.idle() || inFlight.length) && now < 120) {
+        now += 0.005;
+        const records = out.take(now, 1100);
+        if (records.length) {
+            datagrams++;
+            const frame = w.concat([w.packHead(0, now, null, null),
+                                    w.packTail(out.epoch, null, records)]);
+            if (random() >= loss) inFlight.push([now + 0.01 + random() * 0.03, frame]);  // reorders
+            if (random() < 0.05) inFlight.push([now + 0.02, frame]);  // duplicates
+        }
+        const due = inFlight.filter(([t]) => t <= now);
+        inFlight = inFlight.filter(([t]) => t > now);
+        for (const [, frame] of due) {
+            const d = w.unpackDatagram(frame);
+            inbound.onEpoch(d.epoch);
+            for (const r of d.records) {
+                for (const [lane, body] of inbound.receive(r)) got[lane].push(body.i);
+            }
+        }
+        if (due.length && random() >= loss) out.onAcks(inbound.acks(), now + 0.01);
+    }
+    return {sent, got, resent: out.resent, duplicates: inbound.duplicates, datagrams,
+            undelivered: out.undelivered, now};
+}"""
+
+
+async def test_javascript_lanes_deliver_exactly_once_in_order_under_loss(lobby: Any) -> None:
+    async with chromium(lobby) as browser:
+        page = await browser.browser.new_page()
+        await page.goto(lobby.http_url + "/healthz")
+        result = await page.evaluate(_LANES_SIMULATION, {"seed": 7, "loss": 0.2})
+        # a piece that does not fit its message is dropped and its ordered lane moves on
+        bad = await page.evaluate("""async () => {
+            const L = await import("/play/netplay/src/lanes.js");
+            const inbound = new L.Inbound(L.laneSpecs([{name: "state"}, {name: "events"}]));
+            inbound.onEpoch(5);
+            const piece = (rid, lseq, index, count) => ({rid, lane: 1, lseq, index, count,
+                                                          body: new Uint8Array([0x91])});
+            const delivered = [];
+            delivered.push(...inbound.receive(piece(0, 0, 0, 2)));
+            let error = null;
+            try { inbound.receive(piece(1, 0, 1, 3)); }  // count differs: bad
+            catch (err) { error = err.name; delivered.push(...err.delivered); }
+            const next = {rid: 2, lane: 1, lseq: 1, body: "next", index: 0, count: 0};
+            delivered.push(...inbound.receive(next));
+            const acked = inbound.acks();
+            inbound.onEpoch(6);  // a new epoch: a new stream
+            return {error, delivered, cum: acked.cum, after: inbound.acks().cum};
+        }""")
+    assert result["got"]["1"] == result["sent"]["1"]  # ordered lane: exactly once, in order
+    assert sorted(result["got"]["2"]) == result["sent"]["2"]  # unordered: exactly once
+    assert result["resent"] > 0 and result["duplicates"] > 0 and result["undelivered"] == 0
+    assert bad == {"error": "BadMessage", "delivered": [[1, "next"]], "cum": 3, "after": 0}
+
+
+async def test_javascript_delta_patch_agrees_with_python_diff(lobby: Any) -> None:
+    import random
+
+    from netplay.delta import diff
+
+    rng = random.Random(13)
+
+    def value(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth < 3 and roll < 0.3:
+            return {f"k{rng.randrange(6)}": value(depth + 1) for _ in range(rng.randrange(4))}
+        if depth < 3 and roll < 0.45:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return rng.choice([None, True, rng.randrange(-5, 5), round(rng.uniform(-9, 9), 2),
+                           "s" + str(rng.randrange(3))])
+
+    def mutate(old: Any) -> Any:
+        if isinstance(old, dict) and old and rng.random() < 0.8:
+            new = dict(old)
+            key = rng.choice(list(new))
+            if rng.random() < 0.2:
+                del new[key]
+            else:
+                new[key] = mutate(new[key])
+            if rng.random() < 0.2:
+                new[f"n{rng.randrange(3)}"] = value(2)
+            return new
+        if isinstance(old, list) and old and rng.random() < 0.8:
+            new_list = list(old)
+            i = rng.randrange(len(new_list))
+            new_list[i] = mutate(new_list[i])
+            return new_list
+        return value(1)
+
+    cases = []
+    for _ in range(300):
+        old = {"root": value()}
+        new = mutate(old)
+        cases.append([old, diff(old, new), new])
+    async with chromium(lobby) as browser:
+        page = await browser.browser.new_page()
+        await page.goto(lobby.http_url + "/healthz")
+        patched = await page.evaluate("""async (cases) => {
+            const s = await import("/play/netplay/src/state.js");
+            return cases.map(([old, op]) => s.patch(old, op));
+        }""", cases)
+    for (old, op, new), got in zip(cases, patched, strict=True):
+        assert got == new, (old, op)

@@ -290,7 +290,7 @@ const SKIP = Symbol("skip");
 
 /** A bad message: dropped; `delivered` holds what its lane may deliver now. */
 export class BadMessage extends ProtocolError {
-  constructor(message, delivered) { super(message); this.delivered = delivered; }
+  constructor(message, delivered) { super(message); this.name = "BadMessage"; this.delivered = delivered; }
 }
 
 /** The receiving half of one peer's lanes. */
