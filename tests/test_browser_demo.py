@@ -134,3 +134,31 @@ async def test_the_demo_page_plays_a_match_with_a_bot(lobby: Any, tmp_path: Path
             assert colours >= 5  # arena, walls, players, text: not a blank canvas
     finally:
         bot.stop()
+
+
+async def test_a_browser_hosts_the_demo_and_a_python_bot_joins(lobby: Any) -> None:
+    async with chromium(lobby) as browser:
+        page = await browser.browser.new_page()
+        await page.goto(f"{lobby.http_url}/play/?host=1&bot=1&name=webhost&seed=9")
+        handle = await page.wait_for_function(
+            "() => window.squares.status === 'playing' || window.squares.error", timeout=20000)
+        await handle.dispose()
+        code, web_id = await page.evaluate("() => [window.squares.code, window.squares.me]")
+        assert code, await page.evaluate("() => window.squares.error")
+        bot = HeadlessBot(lobby.url, "--name", "pybot", "--join", code, "--seconds", "40",
+                          "--seed", "4")
+        try:
+            # the page hosts: it owns the gems, the Python bot sees them and claims them from it
+            status = bot.wait_line(
+                lambda line: "status" in line
+                and line["status"]["host"] == web_id
+                and line["status"]["gems_spawned"].get(web_id, 0) >= 2
+                and line["status"]["snapshots_received"].get(web_id, 0) > 30, 30)
+            assert web_id in status["status"]["peers_connected"]
+            handle = await page.wait_for_function(
+                "() => window.squares.world.players.size === 2 "
+                "&& (window.squares.world.gemsSpawned[window.squares.me] || 0) >= 2",
+                timeout=20000)
+            await handle.dispose()
+        finally:
+            bot.stop()
