@@ -7,10 +7,9 @@
 - ``/play/netplay/`` the JavaScript client (``clients/js/``), an ES module a page imports
   without a build step.
 
-Static files only, same origin as the lobby, so the page needs no CORS. It is on by default;
-``--no-serve-demo`` is not needed because nothing here is dynamic: a deployment that does not
-want it simply runs from an installed package without these folders (the routes then answer
-404 with a note). docs/browser.md describes it.
+Static files only, same origin as the lobby, so the page needs no CORS. On by default, with
+no flag: nothing here is dynamic or secret, and a lobby installed from a package without these
+folders answers 404 with a note instead. docs/browser.md describes it.
 """
 
 from __future__ import annotations
