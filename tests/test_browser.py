@@ -190,9 +190,36 @@ async def test_big_events_both_ways_and_reliable_lane_under_loss(browser: Browse
 async def test_a_tab_closed_abruptly_is_gone_within_3_s(browser: Browser, lobby: Any) -> None:
     async with python_host_and_tab(browser, lobby) as (py, tab):
         closed_at = time.monotonic()
-        await tab.page.close()  # no leave, no bye: the page just goes
+        await tab.page.close()  # no leave(), no bye from the page's code
         left = await py.wait_for(PeerLeft, 5.0, lambda e: e.peer_id == tab.peer_id)
         assert time.monotonic() - closed_at < 3.0, left
+
+
+async def test_a_crashed_or_frozen_tab_is_gone_within_3_s(browser: Browser, lobby: Any) -> None:
+    async with python_host_and_tab(browser, lobby) as (py, tab):
+        # crashed renderer: nothing is said on the data channel; the lobby sees the socket go
+        cdp = await tab.page.context.new_cdp_session(tab.page)
+        crashed_at = time.monotonic()
+        crash = asyncio.ensure_future(cdp.send("Page.crash"))  # never answered: it crashed
+        left = await py.wait_for(PeerLeft, 5.0, lambda e: e.peer_id == tab.peer_id)
+        took = time.monotonic() - crashed_at
+        crash.cancel()
+        with contextlib.suppress(BaseException):
+            await crash
+        assert took < 3.0, left
+
+        # frozen page (its JavaScript paused): the lobby connection stays up, so only the
+        # silence on the link tells, and it must within 3 s
+        frozen = await browser.tab("frozen")
+        await frozen.js("async (code) => { await window.mesh.join(code); }", py.lobby.code)
+        await py.wait_for_peers(1, timeout=15)
+        debugger = await frozen.page.context.new_cdp_session(frozen.page)
+        await debugger.send("Debugger.enable")
+        frozen_at = time.monotonic()
+        await debugger.send("Debugger.pause")
+        left = await py.wait_for(PeerLeft, 5.0, lambda e: e.peer_id == frozen.peer_id)
+        assert left.reason == "timed_out" and time.monotonic() - frozen_at < 3.0, left
+        await debugger.send("Debugger.resume")
 
 
 async def test_host_migration_from_and_to_a_browser(browser: Browser, lobby: Any) -> None:
