@@ -309,9 +309,22 @@ async def test_lobby_requests_from_pages_quick_match_list_ping_leave_resume(
     entry = await tab1.wait_log("peerLeft", f"e.peer === {before!r}")
     assert entry["reason"] == "left"
     assert await tab2.js("() => window.mesh.lobby") is None
-    refused = await tab2.js("""async () => { try { await window.mesh.join('ZZZZZZ'); }
-                                            catch (err) { return [err.name, err.code]; } }""")
-    assert refused == ["LobbyError", "lobby_not_found"]
+    join = """async (code) => { try { await window.mesh.join(code); return null; }
+                                 catch (err) { return [err.name, err.code]; } }"""
+    assert await tab2.js(join, "ZZZZZZ") == ["LobbyError", "lobby_not_found"]
+
+    # host-only requests from the hosting page: lock, unlock, metadata, kick
+    await tab1.js("async () => { await window.mesh.lock(); }")
+    assert await tab2.js(join, first) == ["LobbyError", "lobby_locked"]
+    await tab1.js("async () => { await window.mesh.unlock(); }")
+    await tab1.js("async () => { await window.mesh.setMetadata({round: 2}); }")
+    assert await tab2.js(join, first) is None
+    assert await tab2.js("() => window.mesh.lobby.metadata") == {"round": 2}
+    await tab1.wait(f"() => window.mesh.peers.includes({before!r})")
+    await tab1.js("async (peer) => { await window.mesh.kick(peer); }", before)
+    kicked = await tab1.wait_log("peerLeft", f"e.peer === {before!r} && e.reason === 'kicked'")
+    assert kicked["reason"] == "kicked"
+    await tab2.wait("() => window.mesh.lobby === null")
 
 
 async def test_bad_datagrams_from_a_peer_are_counted_and_the_page_keeps_working(

@@ -61,7 +61,7 @@ export class Mesh extends EventTarget {
     if (!config || typeof config.lobbyUrl !== "string") throw new TypeError("Mesh needs {lobbyUrl: 'ws://host:port/ws'}");
     this.config = { name: "player", channels: DEFAULT_CHANNELS, iceServers: [], sendRateHz: 60,
       heartbeatInterval: 0.2, disconnectTimeout: 2.5, connectTimeout: 10, reconnectAttempts: 3, ...config };
-    this.lanes = laneSpecs(this.config.channels);
+    this.lanes = laneSpecs([...this.config.channels]);
     this.remotes = new Map();
     this.info = null;
     this.tick = 0;
@@ -289,7 +289,7 @@ export class Mesh extends EventTarget {
     channel.onopen = () => this.linkOpened(r, link);
     channel.onclose = () => this.linkDown(r, attempt, "channel closed");
     channel.onmessage = (ev) => { if (r.link === link) this.onFrame(r, ev.data); };
-    channel.onbufferedamountlow = () => { if (r.link === link) this.kick(r); };
+    channel.onbufferedamountlow = () => { if (r.link === link) this.wake(r); };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this.linkDown(r, attempt, `connection ${pc.connectionState}`);
     };
@@ -375,7 +375,7 @@ export class Mesh extends EventTarget {
     clearTimeout(r.connectTimer);
     this.emit("peerJoined", { peer: r.id, name: r.name });
     r.outbound.resendAll();
-    this.kick(r);
+    this.wake(r);
     if (r.pending !== undefined) this.scheduleFlush(r);
   }
 
@@ -440,6 +440,10 @@ export class Mesh extends EventTarget {
    * client decodes deltas but does not encode them). Returns false when nobody was addressed.
    * Throws TypeError / RangeError for a value that cannot be sent (see wire.js numeric rules).
    */
+  /**
+   * @param {unknown} state @param {string | null} [to]
+   * @param {{tick?: number}} [options]
+   */
   sendState(state, to = null, { tick } = {}) {
     const packed = packBody(state);
     if (packed.length > MAX_DATAGRAM - 2 * HEADER_ROOM) throw new RangeError(`state of ${packed.length} bytes is over one datagram`);
@@ -470,16 +474,16 @@ export class Mesh extends EventTarget {
     if (spec.reliable) {
       if (payload.length > DEFAULT_LIMITS.maxSize) throw new RangeError(`message of ${payload.length} bytes is over the 8 MiB limit`);
       const targets = this.targets(to, true);
-      for (const r of targets) { r.outbound.push(index, payload); if (r.connected) this.kick(r); }
+      for (const r of targets) { r.outbound.push(index, payload); if (r.connected) this.wake(r); }
       return targets.length > 0;
     }
     if (payload.length > MAX_DATAGRAM - 2 * HEADER_ROOM) throw new RangeError("unreliable message over one datagram");
     const targets = this.targets(to);
-    for (const r of targets) { r.outbound.pushUnreliable(index, payload); this.kick(r); }
+    for (const r of targets) { r.outbound.pushUnreliable(index, payload); this.wake(r); }
     return targets.length > 0;
   }
 
-  sendControl(r, body) { r.outbound.push(CONTROL_LANE, packBody(body)); if (r.connected) this.kick(r); }
+  sendControl(r, body) { r.outbound.push(CONTROL_LANE, packBody(body)); if (r.connected) this.wake(r); }
 
   scheduleFlush(r) {
     if (r.flushTimer !== null) return;
@@ -497,7 +501,7 @@ export class Mesh extends EventTarget {
       return;
     }
     this.sendDatagram(r, now(), true);
-    if (r.outbound.hasNew() || r.outbound.hasLost()) this.kick(r);
+    if (r.outbound.hasNew() || r.outbound.hasLost()) this.wake(r);
   }
 
   buildHead(r, t, snapshot) {
@@ -533,7 +537,8 @@ export class Mesh extends EventTarget {
     return frame.length;
   }
 
-  kick(r) {
+  /** Something waits to go to `r`: pump once the current task is done (sends share datagrams). */
+  wake(r) {
     if (r.pumpSoon) return;
     r.pumpSoon = true;
     soon(() => { r.pumpSoon = false; this.pump(r); });
@@ -561,7 +566,7 @@ export class Mesh extends EventTarget {
       if (!(out.hasNew() || out.hasLost())) break;
       t = now();
     }
-    if (i === MAX_BURST) { this.kick(r); return; }
+    if (i === MAX_BURST) { this.wake(r); return; }
     const due = out.nextTimeout();
     if (due !== null) this.pumpLater(r, due);
   }
@@ -610,7 +615,7 @@ export class Mesh extends EventTarget {
       } catch (err) { this.bad(r, err.message); snapshotOk = false; }
     }
     if (!snapshotOk) return;
-    if (d.acks && r.outbound.onAcks(d.acks, t)) this.kick(r);
+    if (d.acks && r.outbound.onAcks(d.acks, t)) this.wake(r);
     if (!r.inbound.onEpoch(d.epoch)) return;
     for (const record of d.records) {
       let delivered;

@@ -157,7 +157,8 @@ export function lerpState(a, b, t) {
  */
 export class InterpolationBuffer {
   constructor({ minDelay = 0.05, maxDelay = 0.5, ratio = 2, maxExtrapolation = 0.25, lerp = lerpState, capacity = 64 } = {}) {
-    Object.assign(this, { minDelay, maxDelay, ratio, maxExtrapolation, lerp, capacity });
+    this.minDelay = minDelay; this.maxDelay = maxDelay; this.ratio = ratio;
+    this.maxExtrapolation = maxExtrapolation; this.lerp = lerp; this.capacity = capacity;
     this.times = []; this.states = []; this.interval = null; this.jitterValue = 0; this.lastReceived = null;
   }
   get delay() {

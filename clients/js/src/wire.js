@@ -68,7 +68,7 @@ class GameEncoder extends Encoder {
   }
 }
 
-const encoder = new GameEncoder({ ignoreUndefined: false });
+const encoder = new GameEncoder();
 
 /**
  * msgpack-encode one game value (a state, an event body).

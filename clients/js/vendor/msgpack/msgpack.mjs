@@ -1,3 +1,4 @@
+// @ts-nocheck
 // @msgpack/msgpack 3.1.3 (ISC license, see LICENSE), its dist.umd/msgpack.js wrapped as one ES
 // module so a page fetches one file and needs no build step. Regenerate: npm pack
 // @msgpack/msgpack@3.1.3, then wrap package/dist.umd/msgpack.js between these lines and the export.
