@@ -77,10 +77,21 @@ async def test_browser_hosts_and_two_python_peers_join(browser: Browser, lobby: 
         assert [body["i"] for body in got_web] == list(range(20))
 
         # states both ways; Python's are delta-encoded once the browser acknowledges them
-        await tab.js("""() => { window.stateTimer = setInterval(
-            () => window.mesh.sendState({x: 1.5, who: 'web', n: Date.now() % 1000}), 20); }""")
-        state = await eventually(lambda: py1.states().get(tab.peer_id), timeout=10)
-        assert state["who"] == "web" and state["x"] == 1.5
+        # the page's states are delta-encoded too, once Python acknowledges them
+        await tab.js("""() => { let n = 0; window.stateTimer = setInterval(() => {
+            n++;
+            window.mesh.sendState({pos: {x: window.np.f64(n), y: 2.5}, who: 'web', n,
+                                   tags: [1, 2, 3, n % 2 ? 'odd' : 'even'],
+                                   ...(n % 3 ? {extra: true} : {})});
+            if (n === 120) clearInterval(window.stateTimer);
+        }, 10); }""")
+        state = await eventually(lambda: py1.states().get(tab.peer_id, {}).get("n") == 120
+                                 and py1.states()[tab.peer_id], timeout=15)
+        assert state == {"pos": {"x": 120.0, "y": 2.5}, "who": "web", "n": 120,
+                         "tags": [1, 2, 3, "even"]}
+        assert type(state["pos"]["x"]) is float  # f64() kept it a float through the deltas
+        saved = await tab.js(f"() => window.mesh.stats({py1.peer_id!r}).deltaBytesSaved")
+        assert saved > 0 and py1.stats(tab.peer_id).bad_packets == 0
         for n in range(60):
             py1.send_state({"pos": {"x": float(n), "y": 2.0}, "hp": 100, "name": "py1", "n": n})
             await asyncio.sleep(1 / 60)

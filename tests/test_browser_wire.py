@@ -192,10 +192,10 @@ async def test_javascript_lanes_deliver_exactly_once_in_order_under_loss(lobby: 
     assert bad == {"error": "BadMessage", "delivered": [[1, "next"]], "cum": 3, "after": 0}
 
 
-async def test_javascript_delta_patch_agrees_with_python_diff(lobby: Any) -> None:
+async def test_javascript_deltas_agree_with_python_both_ways(lobby: Any) -> None:
     import random
 
-    from netplay.delta import diff
+    from netplay.delta import diff, patch
 
     rng = random.Random(13)
 
@@ -234,9 +234,26 @@ async def test_javascript_delta_patch_agrees_with_python_diff(lobby: Any) -> Non
     async with chromium(lobby) as browser:
         page = await browser.browser.new_page()
         await page.goto(lobby.http_url + "/healthz")
-        patched = await page.evaluate("""async (cases) => {
+        patched, ops = await page.evaluate("""async (cases) => {
             const s = await import("/play/netplay/src/state.js");
-            return cases.map(([old, op]) => s.patch(old, op));
+            return [cases.map(([old, op]) => s.patch(old, op)),
+                    cases.map(([old, , now]) => s.diff(old, now))];
         }""", cases)
-    for (old, op, new), got in zip(cases, patched, strict=True):
-        assert got == new, (old, op)
+        encoder = await page.evaluate("""async () => {
+            const s = await import("/play/netplay/src/state.js");
+            const e = new s.DeltaEncoder();
+            const first = e.encode(0, {x: 1});            // nothing acknowledged: whole
+            const unknownAck = e.ack(7);                   // never sent: ignored
+            e.ack(0);
+            const second = e.encode(1, {x: 2, y: 1});     // against 0
+            const steps = [];
+            for (let seq = 2; seq < 40; seq++) steps.push(e.encode(seq, {x: seq})[0]);
+            return {first, unknownAck, second, steps};
+        }""")
+    assert encoder["first"] == [None, {"x": 1}] and encoder["unknownAck"] is False
+    assert encoder["second"] == [0, {"x": 2, "y": 1}]
+    # baseline 0 is used while at most 32 seqs old, then snapshots go whole
+    assert encoder["steps"] == [0] * 31 + [None] * 7
+    for (old, op, new), got, js_op in zip(cases, patched, ops, strict=True):
+        assert got == new, (old, op)  # JavaScript applies Python's deltas
+        assert patch(old, js_op) == new, (old, js_op)  # and Python applies JavaScript's

@@ -16,5 +16,7 @@ export {
   Float64, ProtocolError, WIRE_VERSION, f64, packBody, packHead, packTail, packRecord,
   unpackBody, unpackDatagram,
 } from "./src/wire.js";
-export { ClockSync, DeltaDecoder, InterpolationBuffer, lerpState, patch } from "./src/state.js";
+export {
+  ClockSync, DeltaDecoder, DeltaEncoder, InterpolationBuffer, copyState, diff, lerpState, patch,
+} from "./src/state.js";
 export { Inbound, Outbound, laneSpecs } from "./src/lanes.js";

@@ -6,7 +6,9 @@ import {
   unpackDatagram, DEFAULT_LIMITS,
 } from "./wire.js";
 import { BadMessage, Inbound, Outbound, laneSpecs } from "./lanes.js";
-import { ClockSync, DeltaDecoder, InterpolationBuffer, STALE, SnapshotJudge } from "./state.js";
+import {
+  ClockSync, DeltaDecoder, DeltaEncoder, InterpolationBuffer, STALE, SnapshotJudge, copyState,
+} from "./state.js";
 import { LobbyClient } from "./lobby.js";
 
 const ACK_DELAY = 0.004;
@@ -50,6 +52,8 @@ function soon(fn) { soonQueue.push(fn); if (soonQueue.length === 1) soonChannel.
  * @property {number} [connectTimeout] seconds for a link to open (10)
  * @property {number} [reconnectAttempts] link rebuilds in a row before giving up (3)
  * @property {(a: any, b: any, t: number) => any} [interpolate] custom lerp for interpolated()
+ * @property {boolean} [deltaCompression] send states as deltas against the newest one each
+ *   peer acknowledged (true)
  */
 
 /** A session: lobby connection plus a full WebRTC mesh. Events: peerJoined, peerLeft,
@@ -60,7 +64,8 @@ export class Mesh extends EventTarget {
     super();
     if (!config || typeof config.lobbyUrl !== "string") throw new TypeError("Mesh needs {lobbyUrl: 'ws://host:port/ws'}");
     this.config = { name: "player", channels: DEFAULT_CHANNELS, iceServers: [], sendRateHz: 60,
-      heartbeatInterval: 0.2, disconnectTimeout: 2.5, connectTimeout: 10, reconnectAttempts: 3, ...config };
+      heartbeatInterval: 0.2, disconnectTimeout: 2.5, connectTimeout: 10, reconnectAttempts: 3,
+      deltaCompression: true, ...config };
     this.lanes = laneSpecs([...this.config.channels]);
     this.remotes = new Map();
     this.info = null;
@@ -252,11 +257,12 @@ export class Mesh extends EventTarget {
       inbound: new Inbound(this.lanes, DEFAULT_LIMITS),
       outSeq: 0, snapSeq: 0, pending: undefined, pendingTick: 0, lastSent: -Infinity,
       lastSnapshotSent: -Infinity, lastHeard: now(), echo: null, decoder: new DeltaDecoder(),
+      encoder: new DeltaEncoder(), pendingState: undefined,
       judge: new SnapshotJudge(), clock: new ClockSync(),
       interp: new InterpolationBuffer(this.config.interpolate ? { lerp: this.config.interpolate } : {}),
       flushTimer: null, pumpTimer: null, pumpSoon: false, ackTimer: null, feedbackDue: false,
       stats: { bytesIn: 0, bytesOut: 0, datagramsIn: 0, datagramsOut: 0, badPackets: 0,
-        decodeSeconds: 0, snapshotsDecoded: 0 },
+        decodeSeconds: 0, snapshotsDecoded: 0, deltaBytesSaved: 0 },
     };
     this.remotes.set(id, r);
     if (offerer) this.offer(r, 0);
@@ -436,11 +442,10 @@ export class Mesh extends EventTarget {
   }
 
   /**
-   * Send our state unreliably to `to` or every connected peer; newest wins. Sent whole (this
-   * client decodes deltas but does not encode them). Returns false when nobody was addressed.
+   * Send our state unreliably to `to` or every connected peer; newest wins; delta-encoded
+   * against the newest state each peer acknowledged (config.deltaCompression). Returns false
+   * when nobody was addressed.
    * Throws TypeError / RangeError for a value that cannot be sent (see wire.js numeric rules).
-   */
-  /**
    * @param {unknown} state @param {string | null} [to]
    * @param {{tick?: number}} [options]
    */
@@ -450,8 +455,10 @@ export class Mesh extends EventTarget {
     if (tick === undefined) tick = ++this.tick;
     else if (!Number.isSafeInteger(tick)) throw new TypeError("tick must be an integer within ±2^53");
     const targets = this.targets(to);
+    // one private copy for every receiver's delta encoder (the game may mutate its state)
+    const kept = this.config.deltaCompression && targets.length ? copyState(state) : undefined;
     for (const r of targets) {
-      r.pending = packed; r.pendingTick = tick;
+      r.pending = packed; r.pendingState = kept; r.pendingTick = tick;
       this.scheduleFlush(r);
     }
     return targets.length > 0;
@@ -512,8 +519,18 @@ export class Mesh extends EventTarget {
     if (snapshot && r.pending !== undefined) {
       const snapSeq = r.snapSeq;
       r.snapSeq = (snapSeq + 1) & 0xffff;
-      const head = packHead(seq, t, r.echo, ack, [snapSeq, r.pendingTick, null], r.pending);
+      let baseline = null, body = r.pending;
+      if (r.pendingState !== undefined) {
+        const [base, op] = r.encoder.encode(snapSeq, r.pendingState);
+        if (base !== null) {
+          baseline = base;
+          body = packBody(op);
+          r.stats.deltaBytesSaved += r.pending.length - body.length;
+        }
+      }
+      const head = packHead(seq, t, r.echo, ack, [snapSeq, r.pendingTick, baseline], body);
       r.pending = undefined;
+      r.pendingState = undefined;
       r.lastSnapshotSent = t;
       return head;
     }
@@ -600,6 +617,7 @@ export class Mesh extends EventTarget {
     try { d = unpackDatagram(frame); } catch (err) { this.bad(r, err.message); return; }
     r.echo = [d.sentAt, t];
     if (d.echo) r.clock.onSample(d.echo[0], d.echo[1], d.sentAt, t);
+    if (d.ack !== null) r.encoder.ack(d.ack);
     let snapshotOk = true;
     if (d.snapshot) {
       try {

@@ -2,7 +2,7 @@
 // interpolation. Ports of netplay/delta.py (decoding), netplay/snapshots.py, netplay/clock.py
 // and netplay/interpolation.py.
 
-import { ProtocolError, seqGt } from "./wire.js";
+import { Float64, ProtocolError, seqGt } from "./wire.js";
 
 const isMap = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array);
 
@@ -200,5 +200,108 @@ export class InterpolationBuffer {
     while (this.times[i] < at) i++;
     const [t0, t1] = [this.times[i - 1], this.times[i]];
     return this.lerp(this.states[i - 1], this.states[i], (at - t0) / (t1 - t0));
+  }
+}
+
+// -- delta encoding (netplay/delta.py's diff and DeltaEncoder) -----------------------------------
+
+const SAME = Symbol("same");
+const isFloat64 = (v) => v instanceof Float64;
+
+/** A deep copy of a state to keep as a baseline (Float64 wrappers are immutable: shared). */
+export function copyState(value) {
+  if (Array.isArray(value)) return value.map(copyState);
+  if (value instanceof Uint8Array) return value.slice();
+  if (isMap(value) && !isFloat64(value)) {
+    const out = {};
+    for (const key of Object.keys(value)) out[key] = copyState(value[key]);
+    return out;
+  }
+  return value;
+}
+
+function sameScalar(a, b) {
+  if (a === undefined) a = null;
+  if (b === undefined) b = null;
+  if (isFloat64(a) || isFloat64(b)) {
+    return isFloat64(a) && isFloat64(b) && (Object.is(a.value, b.value)
+      || (a.value !== a.value && b.value !== b.value));
+  }
+  if (typeof a !== typeof b) return false;
+  if (typeof a === "number") return a === b || (a !== a && b !== b);
+  if (a instanceof Uint8Array || b instanceof Uint8Array) {
+    return a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length
+      && a.every((x, i) => x === b[i]);
+  }
+  return a === b;
+}
+
+const isTree = (v) => Array.isArray(v) || (isMap(v) && !isFloat64(v));
+const replaceOp = (v) => (isTree(v) ? [0, v] : v);
+
+function diffOp(old, now) {
+  if (isMap(now) && !isFloat64(now)) {
+    if (!(isMap(old) && !isFloat64(old))) return [0, now];
+    const out = {};
+    let changed = false;
+    for (const key of Object.keys(now)) {
+      if (Object.prototype.hasOwnProperty.call(old, key)) {
+        const sub = diffOp(old[key], now[key]);
+        if (sub !== SAME) { out[key] = sub; changed = true; }
+      } else { out[key] = replaceOp(now[key]); changed = true; }
+    }
+    for (const key of Object.keys(old)) {
+      if (!Object.prototype.hasOwnProperty.call(now, key)) { out[key] = []; changed = true; }
+    }
+    return changed ? out : SAME;
+  }
+  if (Array.isArray(now)) {
+    if (!Array.isArray(old) || old.length !== now.length) return [0, now];
+    const ops = [1];
+    let scalars = 0;
+    for (let i = 0; i < now.length; i++) {
+      const sub = diffOp(old[i], now[i]);
+      if (sub !== SAME) { ops.push(i, sub); if (!isTree(sub)) scalars++; }
+    }
+    const changed = (ops.length - 1) / 2;
+    if (changed === 0) return SAME;
+    if (scalars === changed && 2 * changed >= now.length) return [0, now];
+    return ops;
+  }
+  if (isTree(old) || !sameScalar(old, now)) return now;
+  return SAME;
+}
+
+/** The delta op turning `old` into `now` (docs/wire.md section 11); neither is mutated. */
+export function diff(old, now) {
+  const op = diffOp(old, now);
+  if (op !== SAME) return op;
+  if (Array.isArray(now)) return [1];
+  if (isMap(now) && !isFloat64(now)) return {};
+  return now;
+}
+
+/** Encodes one receiver's snapshots against the newest one it acknowledged (at most 32 old). */
+export class DeltaEncoder {
+  constructor(maxBaselineAge = 32) { this.maxBaselineAge = maxBaselineAge; this.sent = new Map(); this.acked = null; }
+
+  /** Remember `state` (a private copy) as snapshot `seq`; returns [baseline, delta] or [null, state]. */
+  encode(seq, state) {
+    for (const old of [...this.sent.keys()]) {
+      if (((seq - old) & 0xffff) <= this.maxBaselineAge) break;
+      this.sent.delete(old);
+      if (old === this.acked) this.acked = null;
+    }
+    this.sent.set(seq, state);
+    if (this.acked === null) return [null, state];
+    return [this.acked, diff(this.sent.get(this.acked), state)];
+  }
+
+  /** The receiver decoded `seq`: it becomes the baseline if it is newer and still held. */
+  ack(seq) {
+    if (!this.sent.has(seq) || (this.acked !== null && !seqGt(seq, this.acked))) return false;
+    this.acked = seq;
+    for (const old of [...this.sent.keys()]) { if (old === seq) break; this.sent.delete(old); }
+    return true;
   }
 }
