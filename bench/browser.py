@@ -48,6 +48,7 @@ _PRELOAD = "".join(f'<link rel="modulepreload" href="/play/netplay/{m}">' for m 
     "src/wire.js",
     "src/lanes.js",
     "src/state.js",
+    "src/pacer.js",
     "vendor/msgpack/msgpack.mjs",
 ))
 _PAGE = """<!doctype html>""" + _PRELOAD + """<script type="module">

@@ -257,3 +257,33 @@ async def test_javascript_deltas_agree_with_python_both_ways(lobby: Any) -> None
     for (old, op, new), got, js_op in zip(cases, patched, ops, strict=True):
         assert got == new, (old, op)  # JavaScript applies Python's deltas
         assert patch(old, js_op) == new, (old, js_op)  # and Python applies JavaScript's
+
+
+async def test_javascript_pacer_follows_queueing_delay_like_python(lobby: Any) -> None:
+    from netplay.congestion import Pacer
+
+    script = [(0.0, 0.002), (0.03, 0.002), (0.06, 0.030), (0.09, 0.031), (0.12, 0.002),
+              (0.15, 0.002), (0.18, 0.002)]
+    python = Pacer()
+    expected = []
+    for now, rtt in script:
+        python.mark_limited()
+        python.on_rtt(rtt, now)
+        expected.append(python.rate)
+    async with chromium(lobby) as browser:
+        page = await browser.browser.new_page()
+        await page.goto(lobby.http_url + "/healthz")
+        got = await page.evaluate("""async (script) => {
+            const { Pacer } = await import("/play/netplay/src/pacer.js");
+            const p = new Pacer(), rates = [];
+            for (const [now, rtt] of script) {
+                p.markLimited(); p.onRtt(rtt, now); rates.push(p.rate);
+            }
+            const bucket = new Pacer();
+            const full = bucket.available(0);
+            bucket.spend(20000);
+            return {rates, full, wait: bucket.wait(1100, 0), later: bucket.available(0.1)};
+        }""", script)
+    assert got["rates"] == pytest.approx(expected)
+    assert expected[-1] != expected[0]  # the script moved the rate both ways
+    assert got["full"] == 8800 and got["wait"] > 0 and got["later"] == 8800

@@ -10,6 +10,7 @@ import {
   ClockSync, DeltaDecoder, DeltaEncoder, InterpolationBuffer, STALE, SnapshotJudge, copyState,
 } from "./state.js";
 import { LobbyClient } from "./lobby.js";
+import { Pacer } from "./pacer.js";
 
 const ACK_DELAY = 0.004;
 const FEEDBACK_INTERVAL = 0.05;
@@ -257,7 +258,7 @@ export class Mesh extends EventTarget {
       inbound: new Inbound(this.lanes, DEFAULT_LIMITS),
       outSeq: 0, snapSeq: 0, pending: undefined, pendingTick: 0, lastSent: -Infinity,
       lastSnapshotSent: -Infinity, lastHeard: now(), echo: null, decoder: new DeltaDecoder(),
-      encoder: new DeltaEncoder(), pendingState: undefined,
+      encoder: new DeltaEncoder(), pendingState: undefined, pacer: new Pacer(),
       judge: new SnapshotJudge(), clock: new ClockSync(),
       interp: new InterpolationBuffer(this.config.interpolate ? { lerp: this.config.interpolate } : {}),
       flushTimer: null, pumpTimer: null, pumpSoon: false, ackTimer: null, feedbackDue: false,
@@ -543,13 +544,15 @@ export class Mesh extends EventTarget {
     const acks = r.inbound.acks();
     let room = TARGET_DATAGRAM - head.length - HEADER_ROOM - (acks ? acks.bits.length : 0);
     if (head.length <= HEADER_ROOM) room = Math.max(room, r.outbound.pieceSize + 32);
-    const records = r.outbound.idle() || room <= 0 ? [] : r.outbound.take(t, room, link.channel.bufferedAmount === 0 ? Infinity : 0);
+    const budget = link.channel.bufferedAmount === 0 ? r.pacer.available(t) : 0;
+    const records = r.outbound.idle() || room <= 0 ? [] : r.outbound.take(t, room, budget);
     const tail = packTail(r.outbound.epoch, acks, records);
     const frame = new Uint8Array(head.length + tail.length);
     frame.set(head); frame.set(tail, head.length);
     if (link.channel.readyState !== "open") return 0;
     try { link.channel.send(frame); } catch { return 0; }
     r.feedbackDue = false;
+    r.pacer.spend(frame.length);
     r.stats.bytesOut += frame.length; r.stats.datagramsOut++;
     return frame.length;
   }
@@ -575,10 +578,14 @@ export class Mesh extends EventTarget {
     let t = now();
     let i = 0;
     for (; i < MAX_BURST; i++) {
-      if (link.channel.bufferedAmount > 0) return; // bufferedamountlow kicks us again
+      if (link.channel.bufferedAmount > 0) { r.pacer.markLimited(); return; } // wakes on low
       const work = out.hasNew() || out.hasLost() || out.hasDue(t);
       const ack = r.inbound.dirty || r.feedbackDue;
       if (!work && !ack) break;
+      if (work && !ack && r.pacer.available(t) <= 0) {
+        this.pumpLater(r, t + Math.max(r.pacer.wait(TARGET_DATAGRAM, t), 0.0005));
+        return;
+      }
       if (!this.sendDatagram(r, t, false)) return;
       if (!(out.hasNew() || out.hasLost())) break;
       t = now();
@@ -633,7 +640,10 @@ export class Mesh extends EventTarget {
       } catch (err) { this.bad(r, err.message); snapshotOk = false; }
     }
     if (!snapshotOk) return;
-    if (d.acks && r.outbound.onAcks(d.acks, t)) this.wake(r);
+    if (d.acks && r.outbound.onAcks(d.acks, t)) {
+      r.pacer.onRtt(r.outbound.rtt.latest, t);
+      this.wake(r);
+    }
     if (!r.inbound.onEpoch(d.epoch)) return;
     for (const record of d.records) {
       let delivered;
@@ -690,6 +700,7 @@ export class Mesh extends EventTarget {
     return { rtt: r.clock.srtt ?? r.outbound.rtt.srtt, rttMin: r.clock.rttMin, jitter: r.clock.jitter,
       clockOffset: r.clock.offset, loss: r.judge.loss(), interpDelay: r.interp.delay,
       resent: r.outbound.resent, duplicates: r.inbound.duplicates, inFlight: r.outbound.inFlight.size,
+      pacingRate: r.pacer.rate,
       undelivered: r.outbound.undelivered, ...r.stats };
   }
 }
