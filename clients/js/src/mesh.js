@@ -413,8 +413,11 @@ export class Mesh extends EventTarget {
     this.armConnectTimeout(r);
   }
 
-  dropRemote(r, reason) {
-    this.remotes.delete(r.id);
+  /** Stop talking to `r`; `forget` (the lobby said it left) removes its record, else (it
+   * said goodbye on the link) the record stays, done, until the lobby's peer_left, so that a
+   * lobby update in between does not connect to it again. */
+  dropRemote(r, reason, forget = true) {
+    if (forget) this.remotes.delete(r.id);
     this.lost(r, reason === "kicked" ? "kicked" : reason === "timed_out" ? "timed_out" : "left");
     r.done = true;
     clearTimeout(r.connectTimer);
@@ -668,7 +671,7 @@ export class Mesh extends EventTarget {
     if (!(Array.isArray(body) && body.length === 2 && typeof body[1] === "string" && body[1].length > 0 && body[1].length <= 64)) {
       this.bad(r, "bad control message");
     } else if (body[0] === "bye") {
-      this.dropRemote(r, body[1] === "kicked" ? "kicked" : "left");
+      this.dropRemote(r, body[1] === "kicked" ? "kicked" : "left", false);
     } else if (body[0] === "alias") {
       this.aliases.set(body[1], r.id);
       r.lobbyId = body[1];
