@@ -351,3 +351,35 @@ async def test_bad_datagrams_from_a_peer_are_counted_and_the_page_keeps_working(
         py.send_event("still works")
         await tab.wait_log("message", "e.body === 'still works'")
         assert await tab.peers() == [py.peer_id]
+
+
+async def test_a_restarted_lobby_then_a_rejoin_keeps_the_browser_link(browser: Browser,
+                                                                     lobby_factory: Any) -> None:
+    server = lobby_factory(resume_grace=30.0)
+    port = server.port
+    tab = await browser.tab("web", lobbyUrl=server.url)
+    async with python_peers(server, "py", lobby_reconnect_delay=0.05) as (py,):
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await py.wait_for_peers(1, timeout=15)
+        await tab.wait("() => window.mesh.peers.length === 1")
+        server.stop()
+        lobby_factory(port=port)  # a fresh lobby at the same address: it forgot everyone
+        # both come back with new lobby ids and tell each other over the link ("alias")
+        await tab.wait("() => window.mesh.lobbyClient.connected "
+                       f"&& window.mesh.lobbyClient.peerId !== {tab.peer_id!r}", timeout=20)
+        web_lobby_id = await tab.js("() => window.mesh.lobbyClient.peerId")
+        await eventually(lambda: py.lobby_connected and py.lobby_peer_id != py.peer_id, 20)
+        await eventually(lambda: py._remotes[tab.peer_id].lobby_id == web_lobby_id, 10)
+        await tab.wait(f"() => window.mesh.remotes.get({py.peer_id!r}).lobbyId "
+                       f"=== {py.lobby_peer_id!r}", timeout=10)
+        # rejoin: the existing link is recognised on both sides, no second connection
+        info = await py.host(game="browser-test")
+        await tab.js("async (code) => { await window.mesh.join(code); }", info.code)
+        await eventually(lambda: py.lobby is not None and len(py.lobby.members) == 2, 10)
+        py.send_event("after the restart")
+        await tab.wait_log("message", "e.body === 'after the restart'")
+        assert await tab.peers() == [py.peer_id] and py.peers == [tab.peer_id]
+        assert await tab.js("() => window.mesh.remotes.size") == 1 and len(py._remotes) == 1
+        assert await tab.js("() => window.log.filter((e) => e.type === 'peerJoined').length") == 1
+        assert not [e for e in py._events if isinstance(e, PeerLeft)]

@@ -226,6 +226,11 @@ export class Mesh extends EventTarget {
     this.emit("lobbyConnection", { connected: up, resumed: !!welcome?.resumed, closeCode: this.lobbyClient.closeInfo?.code });
     if (up && welcome.resumed && welcome.lobby) this.setLobby(welcome.lobby);
     else if (up && !welcome.resumed && this.info) { this.info = null; this.emit("lobby", null); }
+    if (up && !welcome.resumed && this.identity !== undefined && welcome.peer_id !== this.identity) {
+      // The lobby forgot us (it restarted): links keep working; tell the peers our new lobby
+      // id so that they recognise us in a later lobby (the "alias" control message).
+      for (const r of this.remotes.values()) if (r.connected) this.sendControl(r, ["alias", welcome.peer_id]);
+    }
   }
 
   leftLobby() {
