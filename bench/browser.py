@@ -44,6 +44,7 @@ FLAGS = ["--no-sandbox", "--allow-loopback-in-peer-connection",
 _PRELOAD = "".join(f'<link rel="modulepreload" href="/play/netplay/{m}">' for m in (
     "netplay.js",
     "src/mesh.js",
+    "src/dataplane.js",
     "src/lobby.js",
     "src/wire.js",
     "src/lanes.js",

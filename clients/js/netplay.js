@@ -11,6 +11,7 @@
 // docs/browser.md is the guide; docs/wire.md and docs/lobby.md are the protocols.
 
 export { Mesh, DEFAULT_CHANNELS, offersTo, now } from "./src/mesh.js";
+export { DataPlane } from "./src/dataplane.js";
 export { LobbyClient, LobbyClosed, LobbyError, PROTOCOL_VERSION } from "./src/lobby.js";
 export {
   Float64, ProtocolError, WIRE_VERSION, f64, packBody, packHead, packTail, packRecord,
