@@ -203,8 +203,9 @@ class DataPlane:
         The value is encoded (and, with delta compression, copied) once, here, for every
         receiver: mutating it afterwards does not change what is sent. Returns False when no
         connected peer was addressed. Raises ``MessageTooLarge`` for a state over one datagram
-        (64 KiB less headers; keep states under ``state_size_warning``) and ``TypeError`` for a
-        value msgpack can't encode.
+        (64 KiB less headers; keep states under ``state_size_warning``), ``TypeError`` for a
+        value msgpack can't encode and ``ValueError`` for a ``tick`` beyond ``±2**53``
+        (docs/wire.md section 3.1).
         """
         packed = wire.pack_body(state)  # fails here, in the game's call, if it can't be sent
         self.check_size(packed, reliable=False)
@@ -221,6 +222,8 @@ class DataPlane:
             tick = self._tick
         elif type(tick) is not int:
             raise TypeError("tick must be an int")
+        else:
+            wire.check_tick(tick)  # ValueError beyond 2**53, here in the game's call
         targets = self.targets(to)
         for r in targets:
             r.state.set_pending(state, tick, packed)

@@ -266,10 +266,13 @@ class SyncMesh:
 
         Returns False when no connected peer was addressed right now (the loop thread queues
         the state a moment later). ``MessageTooLarge`` for a state over one datagram,
-        ``TypeError`` for a bad ``tick`` or a value msgpack can't encode, raised here.
+        ``TypeError`` for a bad ``tick`` or a value msgpack can't encode, ``ValueError`` for a
+        ``tick`` beyond ``±2**53`` (docs/wire.md section 3.1), raised here.
         """
         if tick is not None and type(tick) is not int:
             raise TypeError("tick must be an int")
+        if tick is not None:
+            wire.check_tick(tick)  # ValueError beyond 2**53, here rather than in the loop
         packed = wire.pack_body(state)  # checked and copied in this thread
         self._live_loop()
         self._plane.check_size(packed, reliable=False)

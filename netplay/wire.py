@@ -11,7 +11,8 @@ every message on it is one netplay *datagram*: a version byte, then one msgpack 
   addressee and the sender's clock when it arrived (NTP-style RTT and clock offset);
 - ``ack``: ``nil`` or the newest snapshot seq received from the addressee (delta baseline);
 - ``snapshot``: ``nil`` or ``[snap_seq, tick, baseline, body]``; ``baseline`` is ``nil`` for a
-  full snapshot or the snapshot seq the ``body`` delta is against;
+  full snapshot or the snapshot seq the ``body`` delta is against; ``tick`` is an int strictly
+  within ``±2**53`` (exact in JavaScript), refused beyond on both sides;
 - ``epoch``: the sender's reliable-stream epoch, an int in ``1 .. 2**31 - 1`` chosen at random
   for each remote peer the sender tracks; when it changes, the receiver starts a new stream;
 - ``acks``: ``nil`` or ``[epoch, cum, bits]``: for the addressee's stream ``epoch``, every
@@ -63,6 +64,7 @@ __all__ = [
     "Datagram",
     "Record",
     "Snapshot",
+    "check_tick",
     "pack_body",
     "pack_datagram",
     "pack_acks",
@@ -231,9 +233,18 @@ def pack_head(seq: int, sent_at: float, echo: tuple[float, float] | None, ack: i
         snap = _NIL
     else:
         snap_seq, tick, baseline = snapshot
+        check_tick(tick)
         snap = b"\x94" + _packb(snap_seq) + _packb(tick) + _packb(baseline) + snapshot_body
     return b"".join((_VERSION_PREFIX, b"\x98", _packb(seq), _packb(sent_at),
                      _NIL if echo is None else _packb(echo), _packb(ack), snap))
+
+
+def check_tick(tick: int) -> None:
+    """``ValueError`` unless ``tick`` is strictly within ``±2**53`` (docs/wire.md section 3:
+    a JavaScript peer could not hold it exactly)."""
+    if not -MAX_ID < tick < MAX_ID:
+        raise ValueError(f"tick {tick} is beyond 2**53: JavaScript peers cannot hold it "
+                         "exactly (docs/wire.md, numeric rules)")
 
 
 def pack_tail(epoch: int, acks: Acks | None, records: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -323,7 +334,8 @@ def unpack_datagram(frame: bytes, lanes: int = MAX_LANES) -> Datagram:
     snapshot = None
     if snap is not None:
         if not (isinstance(snap, list) and len(snap) == 4 and is_seq(snap[0])
-                and type(snap[1]) is int and (snap[2] is None or is_seq(snap[2]))):
+                and type(snap[1]) is int and -MAX_ID < snap[1] < MAX_ID
+                and (snap[2] is None or is_seq(snap[2]))):
             raise ProtocolError("datagram: bad snapshot")
         snapshot = Snapshot(snap[0], snap[1], snap[2], snap[3])
     if not (type(epoch) is int and 0 < epoch < MAX_EPOCH):

@@ -34,6 +34,7 @@ from .auth import verify_token
 from .connection import Connection, ServerState, ice_servers, where
 from .limits import TokenBucket
 from .lobby import Backend, LobbyError, MemoryBackend
+from .play import play_routes
 from .settings import Settings
 
 __all__ = ["TokenBucket", "create_app", "ice_servers"]
@@ -82,7 +83,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             origin = ws.headers.get("origin")
             if origins and "*" not in origins and origin is not None and origin not in origins:
                 state.warn.warn("origin", "refused a WebSocket from origin %r", origin)
-                await ws.close(status.WS_1008_POLICY_VIOLATION)
+                # Accept, then close with a reason: a refused handshake (HTTP 403) reaches a
+                # page only as a generic error, a close frame as code 1008 and this reason.
+                await ws.accept()
+                await ws.close(status.WS_1008_POLICY_VIOLATION, reason="origin not allowed")
                 return
             await ws.accept()
             if not limits.connect(address):
@@ -142,6 +146,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             WebSocketRoute("/ws", websocket_endpoint),
             Route("/healthz", healthz),
             Route("/lobbies", lobbies),
+            *play_routes(),  # the browser demo at /play (signaling/play.py)
         ],
         lifespan=lifespan,
         middleware=_cors(settings),
