@@ -382,4 +382,4 @@ async def test_a_restarted_lobby_then_a_rejoin_keeps_the_browser_link(browser: B
         assert await tab.peers() == [py.peer_id] and py.peers == [tab.peer_id]
         assert await tab.js("() => window.mesh.remotes.size") == 1 and len(py._remotes) == 1
         assert await tab.js("() => window.log.filter((e) => e.type === 'peerJoined').length") == 1
-        assert not [e for e in py._events if isinstance(e, PeerLeft)]
+        assert not py._stream.peek(PeerLeft)
