@@ -310,6 +310,59 @@ def tap_datagrams(pc: RTCPeerConnection, tap: Tap) -> None:
     setattr(pc, _CREATE_DTLS, create_dtls_transport)
 
 
+# -- handshake copies ---------------------------------------------------------------------
+
+HANDSHAKE_COPIES = 2
+"""Each datagram of the DTLS and SCTP handshakes goes out this many times. OpenSSL resends a
+lost DTLS flight only after its timer (1 s, then 2 s, 4 s: pyOpenSSL exposes no
+``DTLS_set_timer_cb`` to shorten it, and aiortc no setting), so at 20% loss each way a
+handshake of several flights often waited seconds. DTLS and SCTP drop the copies they already
+have, and the copies stop once SCTP is up (a few kilobytes per link in all)."""
+HANDSHAKE_COPY_GAP = 0.01
+"""Seconds between a handshake datagram and its copy (a little apart, so one burst of loss
+does not take both)."""
+
+
+def copy_handshakes(pc: RTCPeerConnection) -> None:
+    """Send every datagram of ``pc``'s DTLS and SCTP handshakes :data:`HANDSHAKE_COPIES` times
+    (see there). Call it after any link conditioner is attached, so that each copy meets the
+    conditioner on its own. ``RuntimeError`` when aiortc lacks the private details of
+    :func:`tap_datagrams`."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def done() -> bool:
+        sctp = pc.sctp
+        return sctp is not None and sctp.state in ("connected", "closed")
+
+    def tap(ice_transport: Any, send: Send, receive: Receive) -> tuple[Send, Receive]:
+        async def send_copies(data: bytes) -> None:
+            await send(data)
+            if done():
+                return
+            for i in range(1, HANDSHAKE_COPIES):
+                loop.call_later(HANDSHAKE_COPY_GAP * i, copy, data)
+
+        def copy(data: bytes) -> None:
+            if done() or pc.connectionState in ("closed", "failed"):
+                return
+            task = asyncio.ensure_future(send(data))
+            pending.add(task)
+            task.add_done_callback(_forget_copy(pending))
+
+        return send_copies, receive
+
+    tap_datagrams(pc, tap)
+
+
+def _forget_copy(pending: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def forget(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("a handshake copy was not sent: %s", task.exception())
+    return forget
+
+
 # -- SCTP ---------------------------------------------------------------------------------
 
 INITIAL_RTO = 0.5

@@ -131,6 +131,8 @@ class PeerLink:
             _aiortc.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
                                   else on_bad(stream, why))
         _aiortc.tune(self.pc.sctp)  # set-up under loss: SCTP's first RTO 0.5 s, not 3 s
+        # ... and DTLS's lost flights: OpenSSL waits 1 s (2 s, 4 s) before it resends one
+        _aiortc.copy_handshakes(self.pc)
         self.pc.on("connectionstatechange", self._state_changed)
 
     def __repr__(self) -> str:

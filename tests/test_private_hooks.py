@@ -230,6 +230,63 @@ async def test_tune_acknowledges_every_second_in_order_packet() -> None:
         await b.close()
 
 
+async def test_handshake_datagrams_go_twice_and_data_once() -> None:
+    """Two real peer connections on loopback, 30 ms apart each way (so the handshake outlasts
+    the copy gap): with ``copy_handshakes`` on ``a``, every datagram ``a`` sends before its
+    SCTP association is up goes out twice (the other end drops the copies), and every one
+    after it once. On a fast link the handshake is over before a copy is due: none goes."""
+    from aiortc import RTCConfiguration
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    attach(a, ConditionerConfig(latency_ms=30), None, seed=1)
+    try:
+        out = a.createDataChannel("d", ordered=False, maxRetransmits=0, negotiated=True, id=0)
+        into = b.createDataChannel("d", ordered=False, maxRetransmits=0, negotiated=True, id=0)
+        loop = asyncio.get_running_loop()
+        before: list[tuple[bytes, float]] = []  # sent while a's SCTP association was not up
+        after: list[bytes] = []
+        ice = a.sctp.transport.transport
+        original = getattr(ice, _aiortc._ICE_SEND)
+
+        async def recording(data: bytes) -> None:
+            if a.sctp.state == "connected":
+                after.append(data)
+            else:
+                before.append((data, loop.time()))
+            await original(data)
+
+        setattr(ice, _aiortc._ICE_SEND, recording)  # below the copies: sees every datagram
+        _aiortc.copy_handshakes(a)
+        got: list[bytes] = []
+        opened = asyncio.Event()
+        connected_at: list[float] = []
+        out.on("open", lambda: (connected_at.append(loop.time()), opened.set()))
+        into.on("message", got.append)
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        with _aiortc.host_addresses(["127.0.0.1"]):
+            await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        await asyncio.wait_for(opened.wait(), 30)
+        for i in range(5):
+            out.send(bytes([i]) * 50)
+        async with asyncio.timeout(30):
+            while len(got) < 5:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(_aiortc.HANDSHAKE_COPY_GAP * 5)
+        sent = [d for d, _ in before]
+        # A datagram sent within the copy gap of the association coming up needs no copy.
+        due = {d for d, at in before if at < connected_at[0] - _aiortc.HANDSHAKE_COPY_GAP}
+        assert len(due) >= 4, "a DTLS and SCTP handshake has more datagrams"
+        assert all(sent.count(d) == _aiortc.HANDSHAKE_COPIES for d in due)
+        assert len(after) == len(set(after)) >= 5  # data (and SACKs) once each
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_tune_keeps_the_rto_at_most_max_rto(pc: RTCPeerConnection) -> None:
     sctp = pc.sctp
     assert _aiortc.tune(sctp)
