@@ -6,7 +6,7 @@ Routes
     ``/lobbies``   public open lobbies as JSON, ``?game=`` to filter
 
 Each connection is checked here (frame size, rate, schema, hello/auth) before anything reaches
-the :class:`~signaling.lobby.Backend`.
+the :class:`~signaling.backend.Backend`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from netplay.protocol import (
 )
 
 from .auth import turn_credentials, verify_token
-from .lobby import Backend, LeaveReason, LobbyError, MemoryBackend, check_name
+from .backend import Backend, LeaveReason, LobbyError, check_name
+from .memory import MemoryBackend
 from .settings import Settings
 
 __all__ = ["create_app", "ice_servers"]

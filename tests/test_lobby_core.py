@@ -20,15 +20,15 @@ from netplay.protocol import (
     Signal,
     parse_server,
 )
-from signaling.lobby import (
+from signaling.backend import (
     CODE_ALPHABET,
     HOST_GRACE,
     LobbyError,
-    MemoryBackend,
     check_metadata,
     check_name,
     normalize_code,
 )
+from signaling.memory import MemoryBackend
 
 OFFER = {"kind": "offer", "sdp": "v=0"}
 
@@ -134,7 +134,7 @@ async def test_a_code_already_in_use_is_never_handed_out_again(
     a, b = await peers("a", "b")
     taken = await host(backend, a)
     # The random draw repeats the open lobby's code first; the core must draw again.
-    import signaling.lobby as lobby_module
+    import signaling.backend as lobby_module
 
     real_choice = lobby_module.secrets.choice
     repeated = iter(taken)
