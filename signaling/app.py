@@ -2,7 +2,9 @@
 
 Routes
     ``/ws``        the lobby protocol (``netplay.protocol``), one JSON text frame per message
-    ``/healthz``   ``{"status": "ok", "connections": ..., "lobbies": ..., ...}``
+    ``/healthz``   ``{"status": "ok", "connections": ..., "lobbies": ..., ...}``; 503
+                   ``{"status": "unavailable", "reason": ...}`` while the backend cannot serve
+                   (its Redis is unreachable)
     ``/lobbies``   public open lobbies as JSON, ``?game=`` to filter
 
 Each connection is checked here (frame size, rate, schema, hello/auth) before anything reaches
@@ -58,7 +60,7 @@ from .backend import Backend, LeaveReason, LobbyError, check_name
 from .memory import MemoryBackend
 from .settings import Settings
 
-__all__ = ["create_app", "ice_servers"]
+__all__ = ["create_app", "create_app_from_env", "ice_servers"]
 
 logger = logging.getLogger("signaling")
 
@@ -332,9 +334,13 @@ class _Connection:
         for frame in session.backlog:
             self.deliver(frame)
         if old is not None:  # the peer resumed on this connection: retire the old one
-            old.peer_id = None
-            old.close_code, old.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
-            old.outbox.put_nowait(_CLOSE)
+            old.retire()
+
+    def retire(self) -> None:
+        """The peer resumed on another connection: close this one without leaving."""
+        self.peer_id = None
+        self.close_code, self.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
+        self.outbox.put_nowait(_CLOSE)
 
     def _authenticate(self, hello: Hello) -> None:
         secret = self.settings.auth_secret
@@ -363,9 +369,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     """The lobby server as an ASGI app (``uvicorn.run(create_app(settings))``)."""
     settings = settings or Settings()
     if backend is None:
-        backend = MemoryBackend(max_lobbies=settings.max_lobbies,
-                                max_metadata_bytes=settings.max_metadata_bytes)
+        backend = backend_for(settings)
     state = _AppState(settings, backend)
+
+    def evict(peer_id: str) -> None:  # it resumed on another instance
+        connection = state.connections.pop(peer_id, None)
+        if connection is not None:
+            connection.retire()
+
+    backend.on_evict = evict
     origins = frozenset(settings.allowed_origins)
 
     async def websocket_endpoint(ws: WebSocket) -> None:
@@ -378,8 +390,17 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         await _Connection(ws, state).run()
 
     async def healthz(request: Request) -> JSONResponse:
-        counts = await backend.stats()
-        return JSONResponse({"status": "ok", "connections": state.open_connections, **counts})
+        reason = await backend.health()
+        if reason is None:
+            try:
+                counts = await backend.stats()
+            except Exception as exc:  # the backend's storage failed between the two calls
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                return JSONResponse({"status": "ok", "connections": state.open_connections,
+                                     **counts})
+        return JSONResponse({"status": "unavailable", "reason": reason,
+                             "connections": state.open_connections}, status_code=503)
 
     async def lobbies(request: Request) -> JSONResponse:
         found = await backend.list_lobbies(request.query_params.get("game") or None)
@@ -398,6 +419,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 except Exception:  # pragma: no cover - keep sweeping
                     logger.exception("expiring suspended peers failed")
 
+        await backend.start()
         sweeper = asyncio.create_task(sweep())
         try:
             yield
@@ -405,6 +427,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             for task in (sweeper, *state.timers):
                 task.cancel()
             await asyncio.gather(sweeper, *state.timers, return_exceptions=True)
+            await backend.close()
 
     app = Starlette(
         routes=[
@@ -417,3 +440,27 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.settings = settings
     app.state.backend = backend
     return app
+
+
+def backend_for(settings: Settings) -> Backend:
+    """The backend ``settings`` ask for: Redis with ``redis_url``, else this process's memory."""
+    if settings.redis_url:
+        from .redis_backend import RedisBackend  # imported only when used
+
+        return RedisBackend(settings.redis_url, prefix=settings.redis_prefix,
+                            max_lobbies=settings.max_lobbies,
+                            max_metadata_bytes=settings.max_metadata_bytes,
+                            grace=settings.resume_grace)
+    return MemoryBackend(max_lobbies=settings.max_lobbies,
+                         max_metadata_bytes=settings.max_metadata_bytes)
+
+
+def create_app_from_env() -> Starlette:
+    """``create_app`` with settings from ``NETPLAY_LOBBY_*`` variables: what each worker
+    process of ``netplay-lobby --workers N`` runs."""
+    from .__main__ import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)
+

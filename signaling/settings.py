@@ -60,6 +60,15 @@ class Settings:
     """Seconds a dropped peer keeps its id and lobby seat for a ``hello`` with its resume token.
     The other members see ``peer_left`` only after this. 0 disables resuming."""
 
+    redis_url: str | None = None
+    """Redis that holds lobbies and sessions (``redis://host:6379/0``, ``rediss://`` for TLS,
+    ``unix:///path/redis.sock``): every instance given the same Redis shares its lobbies.
+    Default: none, everything in this process's memory."""
+    redis_prefix: str = "netplay:"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
+    workers: int = 1
+    """Worker processes (uvicorn's workers). More than one needs redis_url."""
+
     auth_secret: str | None = None
     """When set, ``hello`` must carry a token minted with this secret
     (see :func:`signaling.auth.mint_token`)."""
@@ -89,7 +98,7 @@ class Settings:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             problems.append("ssl_certfile and ssl_keyfile must be given together")
         for name in ("max_message_bytes", "burst", "max_lobbies", "max_metadata_bytes",
-                     "max_name_length", "turn_ttl", "max_strikes"):
+                     "max_name_length", "turn_ttl", "max_strikes", "workers"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("rate", "idle_timeout"):
@@ -97,6 +106,9 @@ class Settings:
                 problems.append(f"{name} must be positive")
         if self.resume_grace < 0:
             problems.append("resume_grace must not be negative")
+        if self.workers > 1 and not self.redis_url:
+            problems.append(f"workers={self.workers} needs redis_url: worker processes share "
+                            "lobbies only through Redis")
         if self.turn_urls and not self.turn_secret:
             problems.append("turn_urls need turn_secret (TURN REST API credentials)")
         if problems:
