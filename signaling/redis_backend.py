@@ -416,8 +416,8 @@ class RedisBackend(Backend):
         # The reader subscribes this instance's channel (and resubscribes after outages).
         self._tasks = [asyncio.create_task(self._read(), name="redis pubsub reader"),
                        asyncio.create_task(self._beat_forever(), name="redis heartbeat")]
-        try:
-            await asyncio.wait_for(asyncio.shield(subscribed), 5)
+        try:  # not long: without Redis the app still serves (/healthz says why it cannot)
+            await asyncio.wait_for(asyncio.shield(subscribed), 2)
             await self._beat()
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down("startup", exc)
@@ -471,12 +471,11 @@ class RedisBackend(Backend):
         if waiter is None or waiter.done():
             waiter = asyncio.get_running_loop().create_future()
             self._subscribed[channel] = waiter
-        await self._pubsub.subscribe(channel)
         try:
+            await self._pubsub.subscribe(channel)
             await asyncio.wait_for(asyncio.shield(waiter), 5)
-        except TimeoutError:
-            raise LobbyError(ErrorCode.INTERNAL, "the lobby's storage (Redis) did not answer; "
-                             "try again shortly") from None
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise _unreachable(exc) from None
 
     async def _unsubscribe(self, channel: str) -> None:
         assert self._pubsub is not None
@@ -485,19 +484,25 @@ class RedisBackend(Backend):
             await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
-        """Route every pub/sub message; reconnect (and resubscribe) after Redis comes back."""
-        assert self._pubsub is not None
-        pubsub = self._pubsub
+        """Route every pub/sub message. After an error (Redis gone), start over with a new
+        pub/sub connection that subscribes every channel again, once Redis answers."""
         delay = 0.05
         while True:
             try:
-                if not pubsub.subscribed or pubsub.connection is None:
-                    await pubsub.subscribe(self.key("inst", self.instance))
-                message = await pubsub.get_message(timeout=None)
+                assert self._pubsub is not None
+                if not self._pubsub.subscribed:
+                    await self._pubsub.subscribe(self.key("inst", self.instance), *(
+                        self.key("peer", p) for p, local in self._locals.items()
+                        if local.state != "detaching"))
+                message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
                 self._mark_down("pubsub", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+                old, self._pubsub = self._pubsub, self._redis.pubsub()
+                if old is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await old.aclose()  # type: ignore[no-untyped-call]
                 continue
             delay = 0.05
             if message is None:
