@@ -99,33 +99,46 @@ _BUFFERED = "b"
 _EVENT = "e"
 """First character of a peer-channel payload that is dropped while the peer is away."""
 
-_DELIVER = """
-if redis.call('PUBLISH', KEYS[1], ARGV[1]) == 0 and ARGV[2] == '1' then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+_LUA_HOLD = """
+local function hold(buf, payload, maxlen, ttl)
+  redis.call('RPUSH', buf, payload)
+  redis.call('LTRIM', buf, -tonumber(maxlen), -1)
+  redis.call('PEXPIRE', buf, ttl)
 end
+local function deliver(channel, buf, payload, held, maxlen, ttl)
+  if redis.call('PUBLISH', channel, payload) == 0 and held then
+    hold(buf, payload, maxlen, ttl)
+  end
+end
+"""
+"""Lua helpers: hold a frame for a peer that is away (at most SUSPENDED_BUFFER, the newest
+kept); publish a frame to a peer's channel and, if nobody received it, hold it if it is a
+signal (events are not held: a resumed peer gets the whole lobby state instead)."""
+
+_DELIVER = _LUA_HOLD + """
+deliver(KEYS[1], KEYS[2], ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4])
 return 0
 """
-"""Publish a frame to a peer's channel; a signal nobody received is held for the peer."""
 
-_RELAY = """
+_HOLD = _LUA_HOLD + """
+hold(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 0
+"""
+
+_RELAY = _LUA_HOLD + """
 local s = redis.call('GET', KEYS[1])
 if not s then return {-1, ''} end
 local lobby = cjson.decode(s)['lobby']
 if lobby == '' then return {1, ''} end
 local t = KEYS[1] ~= KEYS[2] and redis.call('GET', KEYS[2])
 if not t or cjson.decode(t)['lobby'] ~= lobby then return {2, lobby} end
-if redis.call('PUBLISH', KEYS[3], ARGV[1]) == 0 then
-  redis.call('RPUSH', KEYS[4], ARGV[1])
-  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
-  redis.call('PEXPIRE', KEYS[4], ARGV[5])
-end
+deliver(KEYS[3], KEYS[4], ARGV[1], true, ARGV[4], ARGV[5])
 if ARGV[2] ~= '' then redis.call('PUBLISH', KEYS[5], ARGV[2]) end
 redis.call('PUBLISH', KEYS[6], ARGV[3])
 return {0, ''}
 """
-"""A signal, checked and relayed in one step: both peers in the same lobby, then as _DELIVER."""
+"""A signal checked and relayed in one step (both peers in the same lobby), then the sender's
+``ok`` (if it asked) and this instance's barrier."""
 
 _TOUCH = """
 for i, key in ipairs(KEYS) do
@@ -399,6 +412,7 @@ class RedisBackend(Backend):
         self._down: dict[str, str] = {}
         """Why Redis is unusable, by who noticed (heartbeat, pubsub); empty when healthy."""
         self._up_since = 0.0
+        self._touched = 0.0
         self._pending: dict[PeerId, tuple[LeaveReason, float]] = {}
         """Disconnects that failed while Redis was unreachable: replayed when it is back."""
 
@@ -500,6 +514,9 @@ class RedisBackend(Backend):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 old, self._pubsub = self._pubsub, self._redis.pubsub()
+                for peer_id in [p for p, local in self._locals.items()
+                                if local.state == "detaching"]:
+                    del self._locals[peer_id]  # the new connection does not subscribe them
                 if old is not None:
                     with contextlib.suppress(RedisError, OSError):
                         await old.aclose()  # type: ignore[no-untyped-call]
@@ -542,7 +559,8 @@ class RedisBackend(Backend):
             local.after.append(frame)
         elif flag == _BUFFERED:  # detaching: keep the signal for when it resumes
             peer_id = channel[len(self.key("peer", "")):]
-            self._spawn(self._redis.rpush(self.key("buf", peer_id), data))
+            self._spawn(self._redis.eval(_HOLD, 1, self.key("buf", peer_id), data,
+                                         SUSPENDED_BUFFER, self.key_ttl_ms))
 
     def _control(self, data: str) -> None:
         kind, _, arg = data.partition(":")
@@ -578,14 +596,20 @@ class RedisBackend(Backend):
     # --- heartbeat, recovery, dead instances ---
 
     async def _beat(self) -> None:
+        """Renew this instance's heartbeat and, every quarter of the key expiry, the expiry
+        of the sessions attached here, their tokens and their lobbies."""
+        touch = time.monotonic() - self._touched >= self.key_ttl_ms / 4000
         attached = [p for p, local in self._locals.items() if local.state == "attached"]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self.key("inst", self.instance), "1", px=int(self.instance_ttl * 1000))
             pipe.sadd(self.key("instances"), self.instance)
-            if attached:
-                pipe.eval(_TOUCH, len(attached), *[self.key("peer", p) for p in attached],
+            for i in range(0, len(attached) if touch else 0, 500):
+                chunk = attached[i:i + 500]
+                pipe.eval(_TOUCH, len(chunk), *[self.key("peer", p) for p in chunk],
                           self.key_ttl_ms, self.prefix)
             await pipe.execute()
+        if touch:
+            self._touched = time.monotonic()
 
     async def _beat_forever(self) -> None:
         while True:
@@ -1015,6 +1039,9 @@ class RedisBackend(Backend):
             await txn.watch(self.key("qmv", request.game))
             codes = sorted(await txn.pipe.smembers(self.key("game", request.game)))
             raws = await txn.pipe.mget([self.key("lobby", c) for c in codes]) if codes else []
+            gone = [code for code, raw in zip(codes, raws, strict=True) if raw is None]
+            if gone:  # expired with nobody left to close them
+                txn.later(lambda p: p.srem(self.key("game", request.game), *gone))
             candidates = [
                 lobby for lobby in (_LobbyDoc.load(raw) for raw in raws if raw)
                 if lobby.public and lobby.password is None and lobby.is_open()
@@ -1038,6 +1065,9 @@ class RedisBackend(Backend):
         try:
             codes = await self._redis.zrange(self.key("lobbies"), 0, -1)
             raws = await self._redis.mget([self.key("lobby", c) for c in codes]) if codes else []
+            gone = [code for code, raw in zip(codes, raws, strict=True) if raw is None]
+            if gone:  # expired with nobody left to close them (every instance was gone)
+                await self._redis.zrem(self.key("lobbies"), *gone)
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from None
         lobbies = [lobby for lobby in (_LobbyDoc.load(raw) for raw in raws if raw)
