@@ -382,7 +382,7 @@ class RedisBackend(Backend):
                  max_metadata_bytes: int = 2048, grace: float = 10.0,
                  host_grace: float = HOST_GRACE, clock: Callable[[], float] = time.time,
                  heartbeat: float = 1.0, instance_ttl: float = 5.0,
-                 key_ttl: float = 120.0) -> None:
+                 key_ttl: float = 120.0, max_connections: int = 64) -> None:
         self.url = url
         self.prefix = prefix
         self.max_lobbies = max_lobbies
@@ -398,11 +398,15 @@ class RedisBackend(Backend):
         """Every key expires this long after its last write or refresh (attached sessions and
         their lobbies are refreshed by their instance's heartbeat)."""
         self.instance = secrets.token_urlsafe(8)
+        # Requests beyond max_connections wait for a pooled connection (rather than fail).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, decode_responses=True,
+            socket_connect_timeout=2, socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
         # Typed Any: redis-py types each reply as a union of bytes, str and awaitables, while
         # this client decodes every reply to str (decode_responses=True).
-        self._redis: Any = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
-            health_check_interval=0, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
+        self._redis: Any = aioredis.Redis.from_pool(pool)
+        self._relay_script = self._redis.register_script(_RELAY)  # EVALSHA: the hot path
         self._pubsub: PubSub | None = None
         self._locals: dict[PeerId, _Local] = {}
         self._subscribed: dict[str, asyncio.Future[None]] = {}
@@ -1137,12 +1141,12 @@ class RedisBackend(Backend):
         ok = _EVENT + encode(Ok(id=request.id)) if request.id is not None else ""
         token, barrier = self._barrier()
         try:
-            status, code = await self._redis.eval(
-                _RELAY, 6, self.key("peer", peer_id), self.key("peer", request.to),
-                self.key("peer", request.to), self.key("buf", request.to),
-                self.key("peer", peer_id), self.key("inst", self.instance),
-                _BUFFERED + encode(relayed), ok, f"B:{token}", SUSPENDED_BUFFER,
-                self.key_ttl_ms)
+            status, code = await self._relay_script(
+                keys=[self.key("peer", peer_id), self.key("peer", request.to),
+                      self.key("peer", request.to), self.key("buf", request.to),
+                      self.key("peer", peer_id), self.key("inst", self.instance)],
+                args=[_BUFFERED + encode(relayed), ok, f"B:{token}", SUSPENDED_BUFFER,
+                      self.key_ttl_ms])
         except (RedisError, OSError) as exc:
             self._barriers.pop(token, None)
             raise _unreachable(exc) from None
