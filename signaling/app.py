@@ -403,7 +403,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                              "connections": state.open_connections}, status_code=503)
 
     async def lobbies(request: Request) -> JSONResponse:
-        found = await backend.list_lobbies(request.query_params.get("game") or None)
+        try:
+            found = await backend.list_lobbies(request.query_params.get("game") or None)
+        except LobbyError as exc:  # the backend's storage is unreachable
+            return JSONResponse({"error": exc.code.value, "message": exc.message},
+                                status_code=503)
         return JSONResponse({"lobbies": [s.model_dump(mode="json") for s in found]})
 
     @contextlib.asynccontextmanager

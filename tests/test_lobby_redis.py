@@ -178,6 +178,9 @@ async def test_redis_restart_reports_unavailable_then_recovers_with_lobbies(
         error = await ann.request("list")  # a typed error; the connection stays
         assert error["type"] == "error" and error["code"] == "internal"
         assert "Redis" in error["message"]
+        async with httpx.AsyncClient(base_url=one.http_url) as http:
+            listing = await http.get("/lobbies")
+        assert listing.status_code == 503 and listing.json()["error"] == "internal"
 
         redis.start()
         for server in (one, two):
