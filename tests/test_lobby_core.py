@@ -16,7 +16,13 @@ import pytest
 from conftest import unique_prefix
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from netplay.protocol import (
     ErrorCode,
@@ -530,11 +536,18 @@ class LobbyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
-        self.backend = MemoryBackend(max_lobbies=6, clock=self.clock)
         self.loop = asyncio.new_event_loop()
+        self.backend = self.make_backend()
         self.views: dict[str, _View] = {}
         self.tokens: dict[str, str] = {}
         self.connected: set[str] = set()
+
+    def make_backend(self) -> Any:
+        return MemoryBackend(max_lobbies=6, clock=self.clock)
+
+    def known(self, peer: str) -> bool:
+        """Whether the backend still has a session for ``peer``."""
+        return peer in self.backend._peers
 
     def teardown(self) -> None:
         self.loop.close()
@@ -578,7 +591,7 @@ class LobbyMachine(RuleBasedStateMachine):
 
     @rule(peer=peers, other=peers, password=st.sampled_from([None, "pw"]))
     def join_lobby_of(self, peer: str, other: str, password: str | None) -> None:
-        code = self.views[other].code if other in self.backend._peers else None
+        code = self.views[other].code if self.known(other) else None
         self.request(peer, lambda: self.backend.join(peer, Join(code=(code or "NOCODE").lower(),
                                               password=password)))
 
@@ -659,3 +672,69 @@ class LobbyMachine(RuleBasedStateMachine):
 LobbyMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
                                           deadline=None)
 test_lobby_state_machine = LobbyMachine.TestCase
+
+
+class RedisLobbyMachine(LobbyMachine):
+    """The same random requests against a RedisBackend on a real redis-server; the state
+    checked is what Redis holds (the stored peer and lobby records)."""
+
+    url = ""
+
+    def make_backend(self) -> Any:
+        backend = RedisBackend(self.url, prefix=unique_prefix(), max_lobbies=6,
+                               clock=self.clock)
+        self.loop.run_until_complete(backend.start())
+        return backend
+
+    def known(self, peer: str) -> bool:
+        return bool(self.run(self.backend.node.redis.exists(self.backend.key("peer", peer))))
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.backend.close())
+        super().teardown()
+
+    async def records(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every lobby record the index lists, and the record of every peer ever connected."""
+        redis, key = self.backend.node.redis, self.backend.key
+        codes = await redis.zrange(key("lobbies"), 0, -1)
+        raw_lobbies = await redis.mget([key("lobby", c) for c in codes]) if codes else []
+        assert None not in raw_lobbies, "the index lists a lobby that has no record"
+        ids = list(self.views)
+        raw_peers = await redis.mget([key("peer", p) for p in ids]) if ids else []
+        return ({c: json.loads(raw) for c, raw in zip(codes, raw_lobbies, strict=True)},
+                {p: json.loads(raw) for p, raw in zip(ids, raw_peers, strict=True) if raw})
+
+    @invariant()
+    def consistent(self) -> None:
+        lobbies, peers = self.run(self.records())
+        seen: set[str] = set()
+        for code, lobby in lobbies.items():
+            assert code == lobby["code"] and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", code)
+            members = {m["id"]: m for m in lobby["members"]}
+            assert 1 <= len(members) <= lobby["max_players"]
+            assert lobby["host"] in members
+            connected = [m for m in members.values() if not m["away"]]
+            if connected and members[lobby["host"]]["away"]:
+                assert lobby["handover"] is not None and lobby["handover"] > self.clock.now
+            assert len({m["seq"] for m in members.values()}) == len(members)
+            for peer_id in members:
+                assert peers[peer_id]["lobby"] == code and peer_id not in seen
+                assert members[peer_id]["away"] == (peers[peer_id]["instance"] == "")
+                seen.add(peer_id)
+        assert len(lobbies) <= 6
+        for peer_id, peer in peers.items():
+            assert bool(peer["lobby"]) == (peer_id in seen)
+            if peer_id in self.connected:
+                view = self.views[peer_id]
+                lobby = lobbies.get(peer["lobby"])
+                if lobby is None:
+                    assert view.code is None
+                else:
+                    assert (view.code, view.host, view.members) == (
+                        lobby["code"], lobby["host"], {m["id"] for m in lobby["members"]})
+
+
+def test_lobby_state_machine_on_redis(redis_server: Any) -> None:
+    RedisLobbyMachine.url = redis_server.url
+    run_state_machine_as_test(RedisLobbyMachine, settings=settings(
+        max_examples=100, stateful_step_count=30, deadline=None))

@@ -318,8 +318,10 @@ class Node:
     async def passed(self, token: str, barrier: Barrier) -> None:
         """Wait until the reader saw the barrier: every frame published before it to a peer
         attached here has been delivered (not forever: Redis may have gone away)."""
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(asyncio.shield(barrier.done), 5)
+        except TimeoutError:
+            logger.warning("redis: no echo of barrier %s within 5 s; going on", token)
         self.barriers.pop(token, None)
 
     async def transact(self, work: Callable[[Txn], Awaitable[T]],
