@@ -187,6 +187,21 @@ async def test_kill_minus_nine_clients_resume_on_another_and_on_the_restarted_in
     assert (await bob2.expect("lobby"))["lobby"]["locked"] is True
 
 
+async def test_peers_of_a_killed_instance_that_never_come_back_are_dropped(
+        processes: Any, connect: Any) -> None:
+    one, two = await processes(2, "--resume-grace", "3")
+    ann, bob = await connect(one, "ann"), await connect(two, "bob")
+    code = (await ann.request("host", game="gone"))["lobby"]["code"]
+    assert (await bob.request("join", code=code))["type"] == "lobby"
+    one.kill()  # ann's instance dies and ann never comes back
+    # Instance two sees the heartbeat stop (5 s), then treats ann like a dropped connection:
+    # the host role moves after the host grace, the seat goes after the resume grace.
+    await bob.expect("host_changed", timeout=20, host=bob.peer_id)
+    await bob.expect("peer_left", timeout=10, peer_id=ann.peer_id, reason="disconnected")
+    assert (await bob.request("lock"))["lobby"]["members"] == [
+        {"id": bob.peer_id, "name": "bob", "seq": 1}]
+
+
 async def test_lobby_client_behind_one_url_resumes_on_another_instance(processes: Any) -> None:
     one, two = await processes(2)
     async with front(one, two) as url:
