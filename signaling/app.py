@@ -336,10 +336,13 @@ class _Connection:
         if old is not None:  # the peer resumed on this connection: retire the old one
             old.retire()
 
-    def retire(self) -> None:
-        """The peer resumed on another connection: close this one without leaving."""
+    def retire(self, *, lost: bool = False) -> None:
+        """Close without leaving: the peer resumed on another connection, or (``lost``) the
+        backend lost its session (the client must say hello anew)."""
         self.peer_id = None
-        self.close_code, self.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
+        self.close_code, self.close_reason = ((status.WS_1012_SERVICE_RESTART, "session lost")
+                                              if lost else (status.WS_1008_POLICY_VIOLATION,
+                                                            "resumed elsewhere"))
         self.outbox.put_nowait(_CLOSE)
 
     def _authenticate(self, hello: Hello) -> None:
@@ -372,10 +375,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         backend = backend_for(settings)
     state = _AppState(settings, backend)
 
-    def evict(peer_id: str) -> None:  # it resumed on another instance
+    def evict(peer_id: str, lost: bool) -> None:  # see Backend.on_evict
         connection = state.connections.pop(peer_id, None)
         if connection is not None:
-            connection.retire()
+            connection.retire(lost=lost)
 
     backend.on_evict = evict
     origins = frozenset(settings.allowed_origins)

@@ -280,6 +280,8 @@ class Backend(ABC):
         with it)."""
         return None
 
-    on_evict: Callable[[PeerId], None] | None = None
-    """Set by the app: called when a peer attached to this server resumed on another server,
-    so the app closes the old connection (without :meth:`disconnect`)."""
+    on_evict: Callable[[PeerId, bool], None] | None = None
+    """Set by the app: ``on_evict(peer_id, lost)`` closes the connection of a peer attached to
+    this server without :meth:`disconnect`: it resumed on another server (``lost`` false), or
+    its session is gone from the shared state (``lost`` true: Redis restarted without
+    persistence), so the client must start a new one."""

@@ -202,6 +202,29 @@ async def test_redis_restart_reports_unavailable_then_recovers_with_lobbies(
         two.stop()
 
 
+async def test_redis_restarted_without_persistence_closes_lost_sessions(
+        redis_factory: Any, connect: Any) -> None:
+    redis = redis_factory(persistent=False)  # a restart forgets everything
+    server = LobbyServer(Settings(redis_url=redis.url, redis_prefix=unique_prefix())).start()
+    try:
+        ann = await connect(server, "ann")
+        await ann.request("host", game="forgotten")
+        redis.stop()
+        redis.start()
+        # The instance finds ann's session gone and closes the connection with 1012, so the
+        # client knows to start a new session (its resume token is unknown now).
+        async with asyncio.timeout(30):
+            await ann.ws.wait_closed()
+        assert (ann.ws.close_code, ann.ws.close_reason) == (1012, "session lost")
+        again = await connect(server, "ann", hello=False)
+        welcome = await again.hello("ann", resume=ann.resume_token)
+        assert welcome["type"] == "welcome" and welcome["resumed"] is False
+        assert (await again.request("host", game="forgotten"))["type"] == "lobby"
+        assert (await healthz(server)).status_code == 200
+    finally:
+        server.stop()
+
+
 async def test_healthz_names_the_reason_when_redis_is_down_from_the_start(
         redis_factory: Any) -> None:
     redis = redis_factory()

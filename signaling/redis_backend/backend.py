@@ -4,7 +4,6 @@ the records in Redis (``store``), one transaction per change (``node``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -99,9 +98,9 @@ class RedisBackend(Backend):
     async def health(self) -> str | None:
         return await self.node.health()
 
-    def _evicted(self, peer_id: PeerId) -> None:
+    def _evicted(self, peer_id: PeerId, lost: bool) -> None:
         if self.on_evict is not None:
-            self.on_evict(peer_id)
+            self.on_evict(peer_id, lost)
 
     async def connect(self, name: str, deliver: Deliver) -> Session:
         while True:
@@ -234,27 +233,36 @@ class RedisBackend(Backend):
 
     async def _recover(self) -> None:
         """Redis is back: reclaim the peers attached here (another instance may have taken
-        them for dead meanwhile) and replay the disconnects that failed during the outage."""
-        for peer_id, local in list(self.node.locals.items()):
-            if local.state != "attached":
-                continue
+        them for dead meanwhile) and replay the disconnects that failed during the outage.
+        The first commands after an outage may still fail (stale pooled connections): retry
+        for a while."""
+        todo = [p for p, local in self.node.locals.items() if local.state == "attached"]
+        for _ in range(40):
             try:
-                kept = await self.node.transact(functools.partial(self._reclaim, peer_id=peer_id))
-            except (LobbyError, RedisError, OSError):
-                return
-            if not kept:
-                self.node.evict(peer_id)
+                while todo:
+                    peer_id = todo[0]
+                    if peer_id in self.node.locals:
+                        lost = await self.node.transact(
+                            functools.partial(self._reclaim, peer_id=peer_id))
+                        if lost is not None:
+                            self.node.evict(peer_id, lost=lost)
+                    todo.pop(0)
+                break
+            except LobbyError as exc:
+                logger.debug("reclaiming sessions after the outage: %s; again", exc)
+                await asyncio.sleep(0.25)
         for peer_id, (reason, grace) in list(self._pending.items()):
             del self._pending[peer_id]
-            with contextlib.suppress(LobbyError, RedisError, OSError):
-                await self.disconnect(peer_id, reason, grace)
+            await self.disconnect(peer_id, reason, grace)  # back in _pending if it fails
 
-    async def _reclaim(self, txn: Txn, peer_id: PeerId) -> bool:
+    async def _reclaim(self, txn: Txn, peer_id: PeerId) -> bool | None:
+        """Take a peer attached here back if another instance took it for dead. ``None``
+        when it is ours; otherwise whether its session is lost (else it moved elsewhere)."""
         doc = await txn.peer(peer_id)
         if doc is None:
-            return False  # lost (Redis restarted without persistence): the client starts anew
+            return True  # lost (Redis restarted without persistence): the client starts anew
         if doc.instance == self.node.instance:
-            return True
+            return None
         if doc.instance or doc.expires is None:
             return False  # it resumed on another instance
         doc.expires, doc.instance = None, self.node.instance
@@ -267,7 +275,7 @@ class RedisBackend(Backend):
                 seat.away = False
                 self._hand_on_host(txn, lobby)
                 txn.put_lobby(lobby)
-        return True
+        return None
 
     async def expire(self) -> None:
         if self.node.down:

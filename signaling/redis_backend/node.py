@@ -63,13 +63,13 @@ def unreachable(exc: BaseException) -> LobbyError:
 
 class Node:
     """This instance's side of Redis (see the module docstring). ``on_recover`` runs when
-    Redis is back after an outage; ``on_evict(peer_id)`` when a peer attached here resumed on
-    another instance."""
+    Redis is back after an outage; ``on_evict(peer_id, lost)`` when a peer attached here must
+    go (see :attr:`signaling.backend.Backend.on_evict`)."""
 
     def __init__(self, url: str, *, prefix: str, key_ttl: float, heartbeat: float,
                  instance_ttl: float, max_connections: int,
                  on_recover: Callable[[], Awaitable[None]],
-                 on_evict: Callable[[PeerId], None]) -> None:
+                 on_evict: Callable[[PeerId, bool], None]) -> None:
         self.url = url
         self.prefix = prefix
         self.heartbeat = heartbeat
@@ -260,16 +260,20 @@ class Node:
         elif kind == "E":
             self.evict(arg)
 
-    def evict(self, peer_id: PeerId) -> None:
-        """The peer resumed on another instance: close its connection here, quietly."""
+    def evict(self, peer_id: PeerId, *, lost: bool = False) -> None:
+        """Close the peer's connection here without a leave: it resumed on another instance,
+        or (``lost``) its session is gone from Redis."""
         local = self.locals.get(peer_id)
         if local is None or local.state != "attached":
             return
         local.state, local.deliver = "detaching", None
         self.spawn(self.unsubscribe(self.key("peer", peer_id)))
-        logger.info("%s resumed on another instance; closing its connection here", peer_id)
-        if self.on_evict is not None:
-            self.on_evict(peer_id)
+        if lost:
+            logger.warning("%s: its session is gone from redis; closing its connection",
+                           peer_id)
+        else:
+            logger.info("%s resumed on another instance; closing its connection here", peer_id)
+        self.on_evict(peer_id, lost)
 
     def spawn(self, work: Awaitable[Any]) -> None:
         """Run ``work`` in the background (Redis errors are its own business)."""
