@@ -187,6 +187,25 @@ async def test_kill_minus_nine_clients_resume_on_another_and_on_the_restarted_in
     assert (await bob2.expect("lobby"))["lobby"]["locked"] is True
 
 
+async def test_clients_of_a_stopped_instance_resume_on_another(processes: Any,
+                                                                connect: Any) -> None:
+    one, two = await processes(2)
+    ann, bob = await connect(one, "ann"), await connect(two, "bob")
+    code = (await ann.request("host", game="stop"))["lobby"]["code"]
+    assert (await bob.request("join", code=code))["type"] == "lobby"
+    await ann.expect("peer_joined")
+    one.stop()  # SIGTERM: a deploy; uvicorn closes the WebSockets (1012) and exits
+    async with asyncio.timeout(20):
+        await ann.ws.wait_closed()
+    back = await connect(two, "ann", hello=False)
+    welcome = await back.hello("ann", resume=ann.resume_token)
+    assert (welcome["resumed"], welcome["peer_id"]) == (True, ann.peer_id)
+    assert welcome["lobby"]["host"] == ann.peer_id
+    await bob.nothing(within=1.0)
+    await back.send(type="signal", to=bob.peer_id, payload=OFFER)
+    assert (await bob.expect("signal"))["from"] == ann.peer_id
+
+
 async def test_peers_of_a_killed_instance_that_never_come_back_are_dropped(
         processes: Any, connect: Any) -> None:
     one, two = await processes(2, "--resume-grace", "3")

@@ -130,8 +130,9 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
+            # Only the heartbeat goes: the next sweep of another instance takes any session
+            # still attached here as dropped (their clients resume elsewhere) and forgets us.
             await self.redis.delete(self.key("inst", self.instance))
-            await self.redis.srem(self.key("instances"), self.instance)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
