@@ -78,6 +78,7 @@ class RedisServer:
 
     def start(self, timeout: float = 15.0) -> RedisServer:
         """Start (or restart, on the same port) and return once it answers PING."""
+        restart = self.port != 0  # a restart keeps its port (its URL is in use)
         for _ in range(5):  # a free port can be taken between the probe and the bind
             self.port = self.port or free_port()
             self.proc = subprocess.Popen(
@@ -92,7 +93,7 @@ class RedisServer:
                     return self
                 time.sleep(0.02)
             self.stop()
-            self.port = 0 if not self.persistent else self.port
+            self.port = self.port if restart else 0
         raise RuntimeError(f"redis-server did not start in {self.directory}")
 
     def ping(self) -> bool:

@@ -107,6 +107,14 @@ async def test_sixteen_quick_matches_over_three_instances_meet_in_one_lobby(
             pass
 
 
+async def test_the_lobby_limit_holds_across_instances(instances: Any, connect: Any) -> None:
+    servers = instances(2, max_lobbies=3)
+    clients = [await connect(servers[i % 2], f"h{i}") for i in range(8)]
+    replies = await asyncio.gather(*(c.request("host", game="limit") for c in clients))
+    assert Counter(r["type"] if r["type"] == "lobby" else r["code"] for r in replies) == {
+        "lobby": 3, "too_many_lobbies": 5}
+
+
 async def test_resume_on_another_instance_keeps_seat_and_held_signals(
         instances: Any, connect: Any, members: Any) -> None:
     one, two = instances(2, resume_grace=10)

@@ -221,6 +221,27 @@ async def test_peers_of_a_killed_instance_that_never_come_back_are_dropped(
         {"id": bob.peer_id, "name": "bob", "seq": 1}]
 
 
+async def test_a_stalled_instance_taken_for_dead_takes_its_peers_back(
+        processes: Any, connect: Any) -> None:
+    one, two = await processes(2, "--resume-grace", "6")
+    ann, bob = await connect(one, "ann"), await connect(two, "bob")
+    code = (await ann.request("host", game="stall"))["lobby"]["code"]
+    assert (await bob.request("join", code=code))["type"] == "lobby"
+    await ann.expect("peer_joined")
+    assert one.proc is not None
+    one.proc.send_signal(signal.SIGSTOP)  # a stall longer than the heartbeat's 5 s
+    try:  # instance two takes one for dead: ann is away, and no longer host
+        await bob.expect("host_changed", timeout=20, host=bob.peer_id)
+    finally:
+        one.proc.send_signal(signal.SIGCONT)
+    # One wakes up, hears it was taken for dead, and takes ann back before its grace ends:
+    # ann keeps its seat (no peer_left, even well after the 6 s grace) and can signal.
+    await ann.expect("host_changed", timeout=10, host=bob.peer_id)
+    await bob.nothing(within=8.0)
+    await ann.send(type="signal", to=bob.peer_id, payload=OFFER)
+    assert (await bob.expect("signal"))["from"] == ann.peer_id
+
+
 async def test_lobby_client_behind_one_url_resumes_on_another_instance(processes: Any) -> None:
     one, two = await processes(2)
     async with front(one, two) as url:

@@ -18,7 +18,7 @@ Keys (all under ``prefix``, ``netplay:`` by default; each expires unless refresh
 
 Channels
     ``peer:<id>``        frames for one peer: the instance it is attached to subscribes
-    ``inst:<id>``        control messages for one instance (barriers, evictions)
+    ``inst:<id>``        control messages for one instance (barriers, evictions, reclaims)
 
 Modules: ``store`` (the records as stored, the Lua scripts, a transaction), ``node`` (this
 instance's link to Redis: pub/sub, subscriptions, heartbeat, health), ``backend`` (the lobby

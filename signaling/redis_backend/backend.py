@@ -323,6 +323,8 @@ class RedisBackend(Backend):
                 await self.node.transact(functools.partial(self._reap_peer, peer_id=peer_id,
                                                          instance=other))
             await self.node.redis.srem(self.key("instances"), other)
+            # Not dead after all (stalled longer than instance_ttl)? It takes its peers back.
+            await self.node.redis.publish(self.key("inst", other), "R:")
             await self.node.redis.delete(self.key("inst_peers", other))
 
     async def _reap_peer(self, txn: Txn, peer_id: PeerId, instance: str) -> None:
@@ -421,6 +423,7 @@ class RedisBackend(Backend):
     async def _create(self, txn: Txn, doc: PeerRecord, *, max_players: int, public: bool,
                       password: str | None, game: str, game_version: str,
                       metadata: dict[str, Any]) -> LobbyRecord:
+        await txn.watch(self.key("lobbies"))  # the limit holds across instances
         count = await txn.pipe.zcard(self.key("lobbies"))
         if count >= self.max_lobbies:
             raise LobbyError(ErrorCode.TOO_MANY_LOBBIES,

@@ -260,6 +260,10 @@ class Node:
                     barrier.done.set_result(None)
         elif kind == "E":
             self.evict(arg)
+        elif kind == "R":  # another instance took this one for dead: reclaim the peers
+            logger.warning("redis: another instance took this one for dead (a stall longer "
+                           "than %g s?); reclaiming its sessions", self.instance_ttl)
+            self.spawn(self.on_recover())
 
     def evict(self, peer_id: PeerId, *, lost: bool = False) -> None:
         """Close the peer's connection here without a leave: it resumed on another instance,
