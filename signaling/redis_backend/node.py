@@ -179,6 +179,7 @@ class Node:
             raise unreachable(exc) from None
 
     async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel`` (best effort: a new pub/sub connection drops it too)."""
         assert self._pubsub is not None
         self._subscribed.pop(channel, None)
         with contextlib.suppress(RedisError, OSError):
@@ -343,7 +344,7 @@ class Node:
                     txn = Txn(self, pipe)
                     result = await work(txn)
                     pipe.multi()
-                    token, barrier = self.barrier([*txn.hooks, *(hooks or [])])
+                    token, barrier = self.barrier(hooks)
                     txn.queue(pipe, f"B:{token}")
                     try:
                         await pipe.execute()

@@ -94,9 +94,10 @@ return 0
 """Refresh the expiry of the sessions attached here, their tokens and their lobbies."""
 
 
-
 @dataclass
 class PeerRecord:
+    """A session (``peer:<id>``): who the peer is, where it sits, where it is attached."""
+
     id: PeerId
     name: str
     token: str
@@ -107,22 +108,29 @@ class PeerRecord:
     expires: float | None = None
     """While away: when its grace ends (on the backend's clock)."""
     reason: str = "disconnected"
+    """While away: the leave reason the others see if it does not come back."""
 
 
 @dataclass
 class Seat:
+    """A member as its lobby record holds it."""
+
     id: PeerId
     name: str
     seq: int
     away: bool = False
+    """In its resume grace (no connection attached anywhere)."""
 
     @property
     def connected(self) -> bool:
+        """What :func:`signaling.backend.successor` asks."""
         return not self.away
 
 
 @dataclass
 class LobbyRecord:
+    """A lobby (``lobby:<code>``) with its members in join order."""
+
     code: str
     host: PeerId
     max_players: int
@@ -135,18 +143,22 @@ class LobbyRecord:
     locked: bool = False
     next_seq: int = 0
     handover: float | None = None
+    """While the host is away: when the role may move on (as ``MemoryBackend``'s)."""
     members: list[Seat] = field(default_factory=list)
 
     @classmethod
     def load(cls, raw: str) -> LobbyRecord:
+        """The record from its stored JSON."""
         data = json.loads(raw)
         data["members"] = [Seat(**m) for m in data["members"]]
         return cls(**data)
 
     def seat(self, peer_id: PeerId) -> Seat | None:
+        """The member ``peer_id``, if it is one."""
         return next((m for m in self.members if m.id == peer_id), None)
 
     def info(self) -> LobbyInfo:
+        """The lobby as its members see it."""
         return LobbyInfo(
             code=self.code, host=self.host,
             members=[Member(id=m.id, name=m.name, seq=m.seq) for m in self.members],
@@ -156,6 +168,7 @@ class LobbyRecord:
         )
 
     def summary(self) -> LobbySummary:
+        """The lobby as a listing shows it."""
         host = self.seat(self.host)
         return LobbySummary(
             code=self.code, players=len(self.members), max_players=self.max_players,
@@ -164,8 +177,8 @@ class LobbyRecord:
         )
 
     def is_open(self) -> bool:
+        """Whether a join could succeed (not locked, not full)."""
         return not self.locked and len(self.members) < self.max_players
-
 
 
 class Txn:
@@ -180,12 +193,13 @@ class Txn:
         self.dirty_lobbies: set[str] = set()
         self.writes: list[Callable[[Pipe], Any]] = []
         self.frames: list[tuple[PeerId, str, bool]] = []
-        self.hooks: list[Callable[[], None]] = []
 
     async def watch(self, *keys: str) -> None:
+        """Watch more keys (a change to any of them makes EXEC fail and the change retry)."""
         await self.pipe.watch(*keys)
 
     async def peer(self, peer_id: PeerId) -> PeerRecord | None:
+        """The session record of ``peer_id`` (watched), ``None`` if there is none."""
         if peer_id not in self.peers:
             key = self.node.key("peer", peer_id)
             await self.pipe.watch(key)
@@ -194,12 +208,14 @@ class Txn:
         return self.peers[peer_id]
 
     async def session(self, peer_id: PeerId) -> PeerRecord:
+        """The session record of a peer that must have one."""
         doc = await self.peer(peer_id)
         if doc is None:
             raise LobbyError(ErrorCode.NOT_AUTHENTICATED, "unknown session")
         return doc
 
     async def lobby(self, code: str) -> LobbyRecord | None:
+        """The lobby record of ``code`` (watched), ``None`` if there is none."""
         if code not in self.lobbies:
             key = self.node.key("lobby", code)
             await self.pipe.watch(key)
@@ -208,6 +224,7 @@ class Txn:
         return self.lobbies[code]
 
     async def lobby_of(self, peer_id: PeerId) -> tuple[PeerRecord, LobbyRecord]:
+        """The session and the lobby of a peer that must be in one."""
         doc = await self.session(peer_id)
         lobby = await self.lobby(doc.lobby) if doc.lobby else None
         if lobby is None:
@@ -215,14 +232,17 @@ class Txn:
         return doc, lobby
 
     def put_peer(self, doc: PeerRecord) -> None:
+        """Write this session record at EXEC."""
         self.peers[doc.id] = doc
         self.dirty_peers.add(doc.id)
 
     def put_lobby(self, lobby: LobbyRecord) -> None:
+        """Write this lobby record at EXEC (and bump its game's quick-match version)."""
         self.lobbies[lobby.code] = lobby
         self.dirty_lobbies.add(lobby.code)
 
     def drop_peer(self, doc: PeerRecord) -> None:
+        """Delete the session, its token and held signals at EXEC."""
         self.peers[doc.id] = None
         self.dirty_peers.add(doc.id)
         n = self.node
@@ -232,6 +252,7 @@ class Txn:
             self.writes.append(lambda p: p.srem(n.key("inst_peers", doc.instance), doc.id))
 
     def drop_lobby(self, lobby: LobbyRecord) -> None:
+        """Delete the lobby and its index entries at EXEC."""
         self.lobbies[lobby.code] = None
         self.dirty_lobbies.add(lobby.code)
         n = self.node
@@ -241,13 +262,16 @@ class Txn:
         self.writes.append(lambda p: p.incr(n.key("qmv", lobby.game)))
 
     def later(self, write: Callable[[Pipe], Any]) -> None:
+        """Queue one more write (a callable given the pipeline) for EXEC."""
         self.writes.append(write)
 
     def send(self, peer_id: PeerId, frame: str, *, buffer: bool = False) -> None:
+        """Publish a frame to one peer at EXEC (``buffer``: held while the peer is away)."""
         self.frames.append((peer_id, frame, buffer))
 
     def broadcast(self, lobby: LobbyRecord, message: BaseModel, *,
                   exclude: PeerId | None = None) -> None:
+        """Publish an event to every member but ``exclude`` at EXEC."""
         frame = encode(message)
         for seat in lobby.members:
             if seat.id != exclude:
