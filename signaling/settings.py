@@ -107,8 +107,9 @@ class Settings:
         if self.resume_grace < 0:
             problems.append("resume_grace must not be negative")
         if self.workers > 1 and not self.redis_url:
-            problems.append(f"workers={self.workers} needs redis_url: worker processes share "
-                            "lobbies only through Redis")
+            problems.append(f"workers={self.workers} needs redis_url (--redis-url, "
+                            f"{ENV_PREFIX}REDIS_URL): worker processes share lobbies only "
+                            "through Redis")
         if self.turn_urls and not self.turn_secret:
             problems.append("turn_urls need turn_secret (TURN REST API credentials)")
         if problems:
