@@ -16,6 +16,7 @@ import httpx
 import pytest
 from conftest import LobbyServer, unique_prefix
 
+from signaling.__main__ import settings_from_args
 from signaling.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -254,3 +255,13 @@ def test_workers_setting_needs_redis() -> None:
     with pytest.raises(ValueError, match="workers=2 needs redis_url"):
         Settings(workers=2)
     assert Settings(workers=2, redis_url="redis://127.0.0.1:1/0").workers == 2
+
+
+def test_redis_url_from_the_command_line_or_the_environment() -> None:
+    url = "redis://127.0.0.1:6390/2"
+    cli = settings_from_args(["--redis-url", url, "--workers", "3", "--redis-prefix", "g:"],
+                             environ={})
+    assert (cli.redis_url, cli.workers, cli.redis_prefix) == (url, 3, "g:")
+    env = settings_from_args([], environ={"NETPLAY_LOBBY_REDIS_URL": url})
+    assert (env.redis_url, env.workers, env.redis_prefix) == (url, 1, "netplay:")
+    assert settings_from_args([], environ={}).redis_url is None  # memory: the default
