@@ -436,8 +436,8 @@ class RedisBackend(Backend):
             taken.add(code)
         created = int(await txn.pipe.incr(self.key("created")))
         lobby = LobbyRecord(code=code, host=doc.id, max_players=max_players, public=public,
-                          password=password, game=game, game_version=game_version,
-                          metadata=dict(metadata), created=created)
+                            password=password, game=game, game_version=game_version,
+                            metadata=dict(metadata), created=created)
         txn.later(lambda p: p.zadd(self.key("lobbies"), {code: created}))
         if public:
             txn.later(lambda p: p.sadd(self.key("game", game), code))
@@ -446,10 +446,9 @@ class RedisBackend(Backend):
         return lobby
 
     async def host(self, peer_id: PeerId, request: Host) -> LobbyInfo:
-        check_metadata(request.metadata, self.max_metadata_bytes)
-
         async def work(txn: Txn) -> LobbyInfo:
             doc = await self._free(txn, peer_id)
+            check_metadata(request.metadata, self.max_metadata_bytes)
             lobby = await self._create(
                 txn, doc, max_players=request.max_players, public=request.public,
                 password=request.password or None, game=request.game,
@@ -474,10 +473,9 @@ class RedisBackend(Backend):
         return await self.node.transact(work)
 
     async def quick_match(self, peer_id: PeerId, request: QuickMatch) -> LobbyInfo:
-        check_metadata(request.filter, self.max_metadata_bytes, "filter")
-
         async def work(txn: Txn) -> LobbyInfo:
             doc = await self._free(txn, peer_id)
+            check_metadata(request.filter, self.max_metadata_bytes, "filter")
             # Every change to a lobby of this game bumps qmv:<game>: watching it makes the
             # choice below atomic with the seat (a racing quick-match retries).
             await txn.watch(self.key("qmv", request.game))
