@@ -314,18 +314,22 @@ class RedisBackend(Backend):
         a Redis restart does not make every other instance look dead."""
         if time.monotonic() - self.node.up_since < self.node.instance_ttl:
             return
-        for other in await self.node.redis.smembers(self.key("instances")):
-            if other == self.node.instance or await self.node.redis.exists(self.key("inst", other)):
+        redis = self.node.redis
+        for other in await redis.smembers(self.key("instances")):
+            if other == self.node.instance or await redis.exists(self.key("inst", other)):
                 continue
-            logger.warning("lobby instance %s stopped its heartbeat; its peers may resume "
-                           "elsewhere", other)
-            for peer_id in await self.node.redis.smembers(self.key("inst_peers", other)):
+            peers = await redis.smembers(self.key("inst_peers", other))
+            # A stopped instance (a deploy) has no peers left; a killed or stalled one may.
+            logger.log(logging.WARNING if peers else logging.INFO,
+                       "lobby instance %s stopped its heartbeat; %d of its peers may resume "
+                       "elsewhere", other, len(peers))
+            for peer_id in peers:
                 await self.node.transact(functools.partial(self._reap_peer, peer_id=peer_id,
-                                                         instance=other))
-            await self.node.redis.srem(self.key("instances"), other)
+                                                           instance=other))
+            await redis.srem(self.key("instances"), other)
             # Not dead after all (stalled longer than instance_ttl)? It takes its peers back.
-            await self.node.redis.publish(self.key("inst", other), "R:")
-            await self.node.redis.delete(self.key("inst_peers", other))
+            await redis.publish(self.key("inst", other), "R:")
+            await redis.delete(self.key("inst_peers", other))
 
     async def _reap_peer(self, txn: Txn, peer_id: PeerId, instance: str) -> None:
         doc = await txn.peer(peer_id)
