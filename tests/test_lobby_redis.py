@@ -92,6 +92,20 @@ async def test_twenty_client_quick_match_race_over_three_instances(
     assert sorted(sizes.values()) == [2, 6, 6, 6]  # filled in order, none over max
 
 
+async def test_twenty_joins_of_one_code_over_three_instances_fill_it_exactly(
+        instances: Any, connect: Any) -> None:
+    servers = instances(3)
+    host = await connect(servers[0], "host")
+    code = (await host.request("host", game="joins", max_players=8))["lobby"]["code"]
+    clients = [await connect(servers[i % 3], f"j{i}") for i in range(20)]
+    replies = await asyncio.gather(*(c.request("join", code=code) for c in clients))
+    outcome = Counter(r["type"] if r["type"] == "lobby" else r["code"] for r in replies)
+    assert outcome == {"lobby": 7, "lobby_full": 13}
+    seqs = [(await host.expect("peer_joined"))["peer"]["seq"] for _ in range(7)]
+    assert seqs == list(range(1, 8))  # every join seen once, in commit order
+    await host.nothing()
+
+
 async def test_sixteen_quick_matches_over_three_instances_meet_in_one_lobby(
         instances: Any, connect: Any) -> None:
     servers = instances(3)
