@@ -10,7 +10,10 @@ For each setup it offers signals at a fixed rate and at far more than the setup 
 - ``one_redis``: one instance with ``--redis-url`` (what Redis costs a single process);
 - ``two_redis``: two instances on the same Redis (what a second process adds).
 
-Figures: relayed signals per second at saturation and p99 relay latency at the fixed rate.
+Figures: relayed signals per second at saturation (what arrived, within a second after the
+offering stopped, divided by the offering time) and p99 relay latency at the fixed rate. The
+machine runs Redis, the instances and the load generator at once: on 2 cores, two instances
+compete with Redis and the generator for CPU.
 Skipped (an error row) when redis-server is not installed.
 """
 
