@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from netplay import __version__
 from netplay.protocol import PROTOCOL_VERSION
 
 from .settings import Settings, convert, env_var, field_kind
 
-__all__ = ["build_parser", "main", "settings_from_args"]
+__all__ = ["build_parser", "configure_logging", "main", "settings_from_args", "settings_to_env"]
 
 _METAVARS = {int: "N", float: "NUMBER", tuple: "A,B,..."}
 
@@ -57,8 +59,8 @@ def settings_from_args(argv: Sequence[str] | None = None,
         overrides = {name: convert(name, raw) for name, raw in vars(args).items()
                      if raw is not None}
         return Settings.from_env(environ, **overrides)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # one line, no usage text: the option itself was understood
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -67,11 +69,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from .app import create_app
 
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    if settings.workers > 1:
+        # Each worker process builds its own app from the environment: hand the settings down.
+        os.environ.update(settings_to_env(settings))
+        app: Any = "signaling.app:create_app_from_env"
+    else:
+        app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=settings.workers > 1,
+        workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -83,6 +91,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_per_message_deflate=False,
         lifespan="on",
     )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr at ``settings.log_level`` (the server's own lines and uvicorn's)."""
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """``NETPLAY_LOBBY_*`` variables that :meth:`Settings.from_env` reads back as ``settings``."""
+    env = {}
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            env[env_var(f.name)] = ",".join(value) if isinstance(value, tuple) else str(value)
+    return env
 
 
 def _docs() -> dict[str, str]:

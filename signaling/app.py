@@ -2,7 +2,9 @@
 
 Routes
     ``/ws``        the lobby protocol (``netplay.protocol``), one JSON text frame per message
-    ``/healthz``   ``{"status": "ok", "connections": ..., "lobbies": ..., ...}``
+    ``/healthz``   ``{"status": "ok", "connections": ..., "lobbies": ..., ...}``; 503
+                   ``{"status": "unavailable", "reason": ...}`` while the backend cannot serve
+                   (its Redis is unreachable)
     ``/lobbies``   public open lobbies as JSON, ``?game=`` to filter (a token when the lobby
                    has an auth secret; CORS headers for ``allowed_origins``)
 
@@ -37,7 +39,7 @@ from .lobby import Backend, LobbyError, MemoryBackend
 from .play import play_routes
 from .settings import Settings
 
-__all__ = ["TokenBucket", "create_app", "ice_servers"]
+__all__ = ["TokenBucket", "backend_for", "create_app", "create_app_from_env", "ice_servers"]
 
 logger = logging.getLogger("signaling")
 
@@ -67,8 +69,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     """The lobby server as an ASGI app (``uvicorn.run(create_app(settings))``)."""
     settings = settings or Settings()
     if backend is None:
-        backend = MemoryBackend(max_lobbies=settings.max_lobbies,
-                                max_metadata_bytes=settings.max_metadata_bytes)
+        backend = backend_for(settings)
     state = ServerState(settings, backend)
     origins = frozenset(settings.allowed_origins)
     limits = state.limits
@@ -105,16 +106,36 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             if counted:
                 limits.disconnect(address)
 
+    def evict(peer_id: str, lost: bool) -> None:  # see Backend.on_evict
+        connection = state.connections.pop(peer_id, None)
+        if connection is not None:
+            connection.retire(lost=lost)
+
+    backend.on_evict = evict
+
     async def healthz(request: Request) -> JSONResponse:
-        counts = await backend.stats()
-        return JSONResponse({"status": "ok", "connections": state.open_connections, **counts})
+        reason = await backend.health()
+        if reason is None:
+            try:
+                counts = await backend.stats()
+            except Exception as exc:  # the backend's storage failed between the two calls
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                return JSONResponse({"status": "ok", "connections": state.open_connections,
+                                     **counts})
+        return JSONResponse({"status": "unavailable", "reason": reason,
+                             "connections": state.open_connections}, status_code=503)
 
     async def lobbies(request: Request) -> JSONResponse:
         if settings.auth_secret:
             refused = _check_http_token(request, settings.auth_secret)
             if refused is not None:
                 return refused
-        found = await backend.list_lobbies(request.query_params.get("game") or None)
+        try:
+            found = await backend.list_lobbies(request.query_params.get("game") or None)
+        except LobbyError as exc:  # the backend's storage is unreachable
+            return JSONResponse({"error": exc.code.value, "message": exc.message},
+                                status_code=503)
         return JSONResponse({"lobbies": [s.model_dump(mode="json") for s in found]})
 
     @contextlib.asynccontextmanager
@@ -132,6 +153,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                       exc, where(exc))
                 limits.prune()
 
+        await backend.start()
         sweeper = asyncio.create_task(sweep())
         try:
             yield
@@ -139,6 +161,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             for task in (sweeper, *state.timers):
                 task.cancel()
             await asyncio.gather(sweeper, *state.timers, return_exceptions=True)
+            await backend.close()
 
     app = _LobbyApp(
         serve_websocket,
@@ -190,3 +213,26 @@ def _cors(settings: Settings) -> list[Middleware]:
         return []
     return [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
                        allow_methods=["GET"], allow_headers=["Authorization"], max_age=600)]
+
+
+def backend_for(settings: Settings) -> Backend:
+    """The backend ``settings`` ask for: Redis with ``redis_url``, else this process's memory."""
+    if settings.redis_url:
+        from .redis_backend import RedisBackend  # imported only when used
+
+        return RedisBackend(settings.redis_url, prefix=settings.redis_prefix,
+                            max_lobbies=settings.max_lobbies,
+                            max_metadata_bytes=settings.max_metadata_bytes,
+                            grace=settings.resume_grace)
+    return MemoryBackend(max_lobbies=settings.max_lobbies,
+                         max_metadata_bytes=settings.max_metadata_bytes)
+
+
+def create_app_from_env() -> Starlette:
+    """``create_app`` with settings from ``NETPLAY_LOBBY_*`` variables: what each worker
+    process of ``netplay-lobby --workers N`` runs."""
+    from .__main__ import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)

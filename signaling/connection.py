@@ -485,10 +485,17 @@ class Connection:
         for frame in session.backlog:
             self.deliver(frame)
         if old is not None:  # the peer resumed on this connection: retire the old one
-            old._stop_hosting()
-            old.peer_id = None
-            old.close_code, old.close_reason = status.WS_1008_POLICY_VIOLATION, "resumed elsewhere"
-            old.push(_CLOSE)
+            old.retire()
+
+    def retire(self, *, lost: bool = False) -> None:
+        """Close without leaving: the peer resumed on another connection, or (``lost``) the
+        backend lost its session (the client must say hello anew)."""
+        self._stop_hosting()
+        self.peer_id = None
+        self.close_code, self.close_reason = ((status.WS_1012_SERVICE_RESTART, "session lost")
+                                              if lost else (status.WS_1008_POLICY_VIOLATION,
+                                                            "resumed elsewhere"))
+        self.push(_CLOSE)
 
     def _authenticate(self, hello: Hello) -> None:
         secret = self.settings.auth_secret

@@ -74,6 +74,14 @@ class Settings:
     """Failed joins (wrong password or unknown code) one client address may make per minute,
     in a burst of that many; then every join from it is answered ``rate_limited`` until the
     allowance refills, whether the code exists or not."""
+    redis_url: str | None = None
+    """Redis that holds lobbies and sessions (``redis://host:6379/0``, ``rediss://`` for TLS,
+    ``unix:///path/redis.sock``): every instance given the same Redis shares its lobbies.
+    Default: none, everything in this process's memory."""
+    redis_prefix: str = "netplay:"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
+    workers: int = 1
+    """Worker processes (uvicorn's workers). More than one needs redis_url."""
 
     auth_secret: str | None = None
     """When set, ``hello`` must carry a token minted with this secret
@@ -105,7 +113,7 @@ class Settings:
             problems.append("ssl_certfile and ssl_keyfile must be given together")
         for name in ("max_message_bytes", "burst", "max_lobbies", "max_metadata_bytes",
                      "max_name_length", "turn_ttl", "max_strikes", "max_connections_per_ip",
-                     "max_lobbies_per_ip", "password_attempts"):
+                     "max_lobbies_per_ip", "password_attempts", "workers"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("rate", "idle_timeout", "hello_timeout"):
@@ -113,6 +121,10 @@ class Settings:
                 problems.append(f"{name} must be positive")
         if self.resume_grace < 0:
             problems.append("resume_grace must not be negative")
+        if self.workers > 1 and not self.redis_url:
+            problems.append(f"workers={self.workers} needs redis_url (--redis-url, "
+                            f"{ENV_PREFIX}REDIS_URL): worker processes share lobbies only "
+                            "through Redis")
         if self.turn_urls and not self.turn_secret:
             problems.append("turn_urls need turn_secret (TURN REST API credentials)")
         if problems:

@@ -2,14 +2,27 @@
 
 Modelled on httpx's ``tests/conftest.py`` (``serve_in_thread``) and matchbox's tests, which bind
 port 0. The socket is bound before uvicorn starts, so the port is known without races.
+
+The lobby tests (``tests/test_lobby_*.py``) run twice, once per backend: ``backend_kind`` is
+``memory`` or ``redis``, and with ``redis`` every lobby the fixtures start keeps its state in a
+real ``redis-server`` (started here on a free port, in a temporary directory, without
+persistence), each under its own key prefix so that tests do not see each other's lobbies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,20 +49,146 @@ def run_lobby(port: int = 0, **overrides: Any) -> Iterator[LobbyServer]:
         server.stop()
 
 
+# --- a real redis-server ---------------------------------------------------------------------
+
+REDIS_SERVER = shutil.which("redis-server")
+NO_REDIS = "redis-server is not installed (apt-get install redis-server; .ci/run installs it)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1 and a free port, its files in a temporary
+    directory. ``persistent`` turns on the append-only file, so a restart keeps the data."""
+
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+        assert REDIS_SERVER is not None, NO_REDIS
+        self.directory = directory
+        self.persistent = persistent
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        """Start (or restart, on the same port) and return once it answers PING."""
+        restart = self.port != 0  # a restart keeps its port (its URL is in use)
+        for _ in range(5):  # a free port can be taken between the probe and the bind
+            self.port = self.port or free_port()
+            self.proc = subprocess.Popen(
+                [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "yes" if self.persistent else "no",
+                 "--appendfsync", "always", "--dir", str(self.directory),
+                 "--loglevel", "warning", "--protected-mode", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if self.ping():
+                    return self
+                time.sleep(0.02)
+            self.stop()
+            self.port = self.port if restart else 0
+        raise RuntimeError(f"redis-server did not start in {self.directory}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM: a clean shutdown that flushes the append-only file)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=15)
+        self.proc = None
+
+
 @pytest.fixture(scope="session")
-def lobby() -> Iterator[LobbyServer]:
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (lobbies use their own key prefixes in it)."""
+    if REDIS_SERVER is None:
+        pytest.skip(NO_REDIS)
+    with tempfile.TemporaryDirectory(prefix="netplay-redis-") as directory:
+        server = RedisServer(Path(directory)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Any]:
+    """``redis_factory(persistent=...)``: a redis-server of this test's own (stopped after)."""
+    if REDIS_SERVER is None:
+        pytest.skip(NO_REDIS)
+    started: list[RedisServer] = []
+
+    def factory(*, persistent: bool = False) -> RedisServer:
+        directory = tmp_path / f"redis{len(started)}"
+        directory.mkdir()
+        server = RedisServer(directory, persistent=persistent).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+_prefixes = itertools.count()
+
+
+def unique_prefix() -> str:
+    """A Redis key prefix no other lobby of this test session uses."""
+    return f"test{next(_prefixes)}:"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each lobby test module once per backend (``test_lobby_*.py`` only)."""
+    if ("backend_kind" in metafunc.fixturenames
+            and metafunc.module.__name__.split(".")[-1].startswith("test_lobby_")):
+        metafunc.parametrize("backend_kind", ["memory", "redis"], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """``memory`` or ``redis``: which backend the lobbies of this test use."""
+    return str(getattr(request, "param", "memory"))
+
+
+@pytest.fixture(scope="session")
+def backend_settings(backend_kind: str, request: pytest.FixtureRequest) -> Any:
+    """``backend_settings()``: Settings overrides that select the backend of this test (a
+    fresh Redis key prefix on each call)."""
+    if backend_kind == "memory":
+        return dict
+    url = request.getfixturevalue("redis_server").url
+    return lambda: {"redis_url": url, "redis_prefix": unique_prefix()}
+
+
+@pytest.fixture(scope="session")
+def lobby(backend_settings: Any) -> Iterator[LobbyServer]:
     """One lobby server shared by the whole session (tests use fresh lobbies in it)."""
-    with run_lobby() as server:
+    with run_lobby(**backend_settings()) as server:
         yield server
 
 
 @pytest.fixture
-def lobby_factory() -> Iterator[Any]:
+def lobby_factory(backend_settings: Any) -> Iterator[Any]:
     """Start lobbies with custom settings (limits, auth); all are stopped after the test."""
     started: list[LobbyServer] = []
 
     def factory(port: int = 0, **overrides: Any) -> LobbyServer:
-        server = LobbyServer(Settings(**overrides), port=port).start()
+        server = LobbyServer(Settings(**{**backend_settings(), **overrides}), port=port).start()
         started.append(server)
         return server
 

@@ -1,4 +1,9 @@
-"""The lobby core (signaling.lobby) on its own: no server, no sockets."""
+"""The lobby core (signaling.backend's interface) on its own: no server, no WebSockets.
+
+Every test runs against both backends: ``MemoryBackend``, and ``RedisBackend`` on a real
+redis-server (tests/conftest.py). Both take the same injected clock, so grace periods and host
+hand-offs are stepped, not waited for.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ import re
 from typing import Any
 
 import pytest
+from conftest import unique_prefix
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from netplay.protocol import (
     ErrorCode,
@@ -20,15 +32,17 @@ from netplay.protocol import (
     Signal,
     parse_server,
 )
-from signaling.lobby import (
+from signaling.backend import (
     CODE_ALPHABET,
     HOST_GRACE,
+    Backend,
     LobbyError,
-    MemoryBackend,
     check_metadata,
     check_name,
     normalize_code,
 )
+from signaling.memory import MemoryBackend
+from signaling.redis_backend import RedisBackend
 
 OFFER = {"kind": "offer", "sdp": "v=0"}
 
@@ -44,7 +58,7 @@ class Clock:
 class Peer:
     """A registered peer and everything the backend delivered to it."""
 
-    def __init__(self, backend: MemoryBackend, name: str) -> None:
+    def __init__(self, backend: Backend, name: str) -> None:
         self.backend = backend
         self.name = name
         self.inbox: list[dict[str, Any]] = []
@@ -69,12 +83,34 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def backend(clock: Clock) -> MemoryBackend:
-    return MemoryBackend(max_lobbies=50, max_metadata_bytes=200, clock=clock)
+async def make_backend(backend_kind: str, clock: Clock, request: pytest.FixtureRequest) -> Any:
+    """``await make_backend(**options)``: a backend of this test's kind on the test clock."""
+    made: list[Backend] = []
+
+    async def make(**options: Any) -> Backend:
+        options.setdefault("clock", clock)
+        backend: Backend
+        if backend_kind == "memory":
+            backend = MemoryBackend(**options)
+        else:
+            url = request.getfixturevalue("redis_server").url
+            backend = RedisBackend(url, prefix=unique_prefix(), **options)
+        await backend.start()
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()
 
 
 @pytest.fixture
-def peers(backend: MemoryBackend) -> Any:
+async def backend(make_backend: Any) -> Backend:
+    return await make_backend(max_lobbies=50, max_metadata_bytes=200)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def peers(backend: Backend) -> Any:
     async def make(*names: str) -> list[Peer]:
         made = []
         for name in names:
@@ -86,7 +122,7 @@ def peers(backend: MemoryBackend) -> Any:
     return make
 
 
-async def host(backend: MemoryBackend, peer: Peer, **fields: Any) -> str:
+async def host(backend: Backend, peer: Peer, **fields: Any) -> str:
     fields.setdefault("game", "g")
     info = await backend.host(peer.id, Host(**fields))
     peer.take()
@@ -120,7 +156,7 @@ def test_metadata_size() -> None:
     assert caught.value.code == ErrorCode.METADATA_TOO_LARGE
 
 
-async def test_lobby_codes_are_short_unique_and_unambiguous(backend: MemoryBackend,
+async def test_lobby_codes_are_short_unique_and_unambiguous(backend: Backend,
                                                             peers: Any) -> None:
     codes = [await host(backend, p) for p in await peers(*[f"p{i}" for i in range(50)])]
     assert len(set(codes)) == 50
@@ -130,11 +166,11 @@ async def test_lobby_codes_are_short_unique_and_unambiguous(backend: MemoryBacke
 
 
 async def test_a_code_already_in_use_is_never_handed_out_again(
-        backend: MemoryBackend, peers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: Backend, peers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = await peers("a", "b")
     taken = await host(backend, a)
     # The random draw repeats the open lobby's code first; the core must draw again.
-    import signaling.lobby as lobby_module
+    import signaling.backend as lobby_module
 
     real_choice = lobby_module.secrets.choice
     repeated = iter(taken)
@@ -151,7 +187,7 @@ async def test_a_code_already_in_use_is_never_handed_out_again(
     assert fresh != taken and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", fresh)
 
 
-async def test_join_order_seq_and_host_migration(backend: MemoryBackend, peers: Any) -> None:
+async def test_join_order_seq_and_host_migration(backend: Backend, peers: Any) -> None:
     a, b, c, d = await peers("a", "b", "c", "d")
     code = await host(backend, a)
     for p in (b, c, d):
@@ -172,7 +208,7 @@ async def test_join_order_seq_and_host_migration(backend: MemoryBackend, peers: 
     assert [m.get("host") for m in a.take() if m["type"] == "host_changed"] == [d.id]
 
 
-async def test_lobby_closes_when_last_member_leaves(backend: MemoryBackend, peers: Any) -> None:
+async def test_lobby_closes_when_last_member_leaves(backend: Backend, peers: Any) -> None:
     a, b = await peers("a", "b")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -182,7 +218,7 @@ async def test_lobby_closes_when_last_member_leaves(backend: MemoryBackend, peer
     await refused(ErrorCode.LOBBY_NOT_FOUND, backend.join(a.id, Join(code=code)))
 
 
-async def test_join_refusals_change_nothing(backend: MemoryBackend, peers: Any) -> None:
+async def test_join_refusals_change_nothing(backend: Backend, peers: Any) -> None:
     a, b, c, d = await peers("a", "b", "c", "d")
     code = await host(backend, a, max_players=2, password="pw")
     await refused(ErrorCode.LOBBY_NOT_FOUND, backend.join(b.id, Join(code="ZZZZZZ")))
@@ -200,7 +236,7 @@ async def test_join_refusals_change_nothing(backend: MemoryBackend, peers: Any) 
     assert (await backend.stats())["members"] == 2
 
 
-async def test_host_only_requests(backend: MemoryBackend, peers: Any) -> None:
+async def test_host_only_requests(backend: Backend, peers: Any) -> None:
     a, b, c = await peers("a", "b", "c")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -220,7 +256,7 @@ async def test_host_only_requests(backend: MemoryBackend, peers: Any) -> None:
     assert b.take() == [{"type": "lobby", "lobby": info.model_dump(mode="json")}]
 
 
-async def test_kick(backend: MemoryBackend, peers: Any) -> None:
+async def test_kick(backend: Backend, peers: Any) -> None:
     a, b, c = await peers("a", "b", "c")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -236,7 +272,7 @@ async def test_kick(backend: MemoryBackend, peers: Any) -> None:
     await backend.join(b.id, Join(code=code))  # a kicked peer may come back unless locked
 
 
-async def test_relay_only_within_the_lobby(backend: MemoryBackend, peers: Any) -> None:
+async def test_relay_only_within_the_lobby(backend: Backend, peers: Any) -> None:
     a, b, c, d = await peers("a", "b", "c", "d")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -253,7 +289,7 @@ async def test_relay_only_within_the_lobby(backend: MemoryBackend, peers: Any) -
     assert c.take() == [] and a.take() == []
 
 
-async def test_quick_match_prefers_fullest_matching_lobby(backend: MemoryBackend,
+async def test_quick_match_prefers_fullest_matching_lobby(backend: Backend,
                                                           peers: Any) -> None:
     ps = await peers(*"abcdefgh")
     small = await host(backend, ps[0], game="g", game_version="1", metadata={"mode": "ffa"})
@@ -271,7 +307,7 @@ async def test_quick_match_prefers_fullest_matching_lobby(backend: MemoryBackend
     assert info.host == ps[7].id and info.public
 
 
-async def test_concurrent_quick_matches_fill_lobbies_exactly(backend: MemoryBackend,
+async def test_concurrent_quick_matches_fill_lobbies_exactly(backend: Backend,
                                                              peers: Any) -> None:
     ps = await peers(*[f"p{i}" for i in range(23)])
     infos = await asyncio.gather(*(
@@ -281,7 +317,7 @@ async def test_concurrent_quick_matches_fill_lobbies_exactly(backend: MemoryBack
     assert len({i.code for i in infos}) == 6  # 5 full lobbies of 4 + one of 3
 
 
-async def test_list_lobbies(backend: MemoryBackend, peers: Any) -> None:
+async def test_list_lobbies(backend: Backend, peers: Any) -> None:
     a, b, c, d, e = await peers(*"abcde")
     one = await host(backend, a, game="g", metadata={"m": 1})
     two = await host(backend, b, game="g", metadata={"m": 2}, max_players=2)
@@ -296,8 +332,8 @@ async def test_list_lobbies(backend: MemoryBackend, peers: Any) -> None:
     assert (summary.players, summary.host_name, summary.has_password) == (2, "a", False)
 
 
-async def test_too_many_lobbies(peers: Any, clock: Clock) -> None:
-    backend = MemoryBackend(max_lobbies=2, clock=clock)
+async def test_too_many_lobbies(make_backend: Any) -> None:
+    backend = await make_backend(max_lobbies=2)
     made = []
     for name in "abc":
         p = Peer(backend, name)
@@ -310,7 +346,7 @@ async def test_too_many_lobbies(peers: Any, clock: Clock) -> None:
                                                                   QuickMatch(game="x")))
 
 
-async def test_resume_within_grace_keeps_id_and_seat(backend: MemoryBackend, peers: Any,
+async def test_resume_within_grace_keeps_id_and_seat(backend: Backend, peers: Any,
                                                      clock: Clock) -> None:
     a, b = await peers("a", "b")
     code = await host(backend, a)
@@ -333,7 +369,7 @@ async def test_resume_within_grace_keeps_id_and_seat(backend: MemoryBackend, pee
     assert again.types() == ["signal"]
 
 
-async def test_grace_expiry_announces_peer_left(backend: MemoryBackend, peers: Any,
+async def test_grace_expiry_announces_peer_left(backend: Backend, peers: Any,
                                                 clock: Clock) -> None:
     a, b = await peers("a", "b")
     code = await host(backend, a)
@@ -351,7 +387,7 @@ async def test_grace_expiry_announces_peer_left(backend: MemoryBackend, peers: A
 
 
 async def test_dropped_host_hands_on_at_once_and_resumes_as_a_member(
-        backend: MemoryBackend, peers: Any, clock: Clock) -> None:
+        backend: Backend, peers: Any, clock: Clock) -> None:
     a, b, c = await peers("a", "b", "c")
     code = await host(backend, a)
     for p in (b, c):
@@ -381,7 +417,7 @@ async def test_dropped_host_hands_on_at_once_and_resumes_as_a_member(
 
 
 async def test_host_that_resumes_within_host_grace_stays_host(
-        backend: MemoryBackend, peers: Any, clock: Clock) -> None:
+        backend: Backend, peers: Any, clock: Clock) -> None:
     a, b = await peers("a", "b")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -396,8 +432,8 @@ async def test_host_that_resumes_within_host_grace_stays_host(
     await backend.set_locked(a.id, True)
 
 
-async def test_without_host_grace_the_role_moves_at_the_drop(peers: Any, clock: Clock) -> None:
-    backend = MemoryBackend(clock=clock, host_grace=0)
+async def test_without_host_grace_the_role_moves_at_the_drop(make_backend: Any) -> None:
+    backend = await make_backend(host_grace=0)
     a, b = Peer(backend, "a"), Peer(backend, "b")
     for p in (a, b):
         p.id = (await backend.connect(p.name, p.deliver)).peer_id
@@ -409,7 +445,7 @@ async def test_without_host_grace_the_role_moves_at_the_drop(peers: Any, clock: 
 
 
 async def test_next_host_is_the_earliest_member_still_connected(
-        backend: MemoryBackend, peers: Any, clock: Clock) -> None:
+        backend: Backend, peers: Any, clock: Clock) -> None:
     a, b, c, d = await peers("a", "b", "c", "d")
     code = await host(backend, a)
     for p in (b, c, d):
@@ -432,7 +468,7 @@ async def test_next_host_is_the_earliest_member_still_connected(
 
 
 async def test_host_stays_while_nobody_is_connected_to_take_over(
-        backend: MemoryBackend, peers: Any, clock: Clock) -> None:
+        backend: Backend, peers: Any, clock: Clock) -> None:
     a, b, c = await peers("a", "b", "c")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -440,7 +476,7 @@ async def test_host_stays_while_nobody_is_connected_to_take_over(
     await backend.disconnect(a.id, "disconnected", grace=5)
     clock.now += HOST_GRACE
     await backend.expire()
-    assert backend._lobbies[code].host.id == a.id
+    assert [s.host_name for s in await backend.list_lobbies()] == ["a"]
     # The first member back takes over; the one that joins an all-away lobby hosts it.
     again = Peer(backend, "b")
     session = await backend.resume(b.token, again.deliver)
@@ -453,7 +489,7 @@ async def test_host_stays_while_nobody_is_connected_to_take_over(
     assert [m["type"] for m in c.take()] == ["lobby"]
 
 
-async def test_clean_leave_is_immediate(backend: MemoryBackend, peers: Any) -> None:
+async def test_clean_leave_is_immediate(backend: Backend, peers: Any) -> None:
     a, b = await peers("a", "b")
     code = await host(backend, a)
     await backend.join(b.id, Join(code=code))
@@ -500,11 +536,18 @@ class LobbyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
-        self.backend = MemoryBackend(max_lobbies=6, clock=self.clock)
         self.loop = asyncio.new_event_loop()
+        self.backend = self.make_backend()
         self.views: dict[str, _View] = {}
         self.tokens: dict[str, str] = {}
         self.connected: set[str] = set()
+
+    def make_backend(self) -> Any:
+        return MemoryBackend(max_lobbies=6, clock=self.clock)
+
+    def known(self, peer: str) -> bool:
+        """Whether the backend still has a session for ``peer``."""
+        return peer in self.backend._peers
 
     def teardown(self) -> None:
         self.loop.close()
@@ -548,7 +591,7 @@ class LobbyMachine(RuleBasedStateMachine):
 
     @rule(peer=peers, other=peers, password=st.sampled_from([None, "pw"]))
     def join_lobby_of(self, peer: str, other: str, password: str | None) -> None:
-        code = self.views[other].code if other in self.backend._peers else None
+        code = self.views[other].code if self.known(other) else None
         self.request(peer, lambda: self.backend.join(peer, Join(code=(code or "NOCODE").lower(),
                                               password=password)))
 
@@ -629,3 +672,69 @@ class LobbyMachine(RuleBasedStateMachine):
 LobbyMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
                                           deadline=None)
 test_lobby_state_machine = LobbyMachine.TestCase
+
+
+class RedisLobbyMachine(LobbyMachine):
+    """The same random requests against a RedisBackend on a real redis-server; the state
+    checked is what Redis holds (the stored peer and lobby records)."""
+
+    url = ""
+
+    def make_backend(self) -> Any:
+        backend = RedisBackend(self.url, prefix=unique_prefix(), max_lobbies=6,
+                               clock=self.clock)
+        self.loop.run_until_complete(backend.start())
+        return backend
+
+    def known(self, peer: str) -> bool:
+        return bool(self.run(self.backend.node.redis.exists(self.backend.key("peer", peer))))
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.backend.close())
+        super().teardown()
+
+    async def records(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every lobby record the index lists, and the record of every peer ever connected."""
+        redis, key = self.backend.node.redis, self.backend.key
+        codes = await redis.zrange(key("lobbies"), 0, -1)
+        raw_lobbies = await redis.mget([key("lobby", c) for c in codes]) if codes else []
+        assert None not in raw_lobbies, "the index lists a lobby that has no record"
+        ids = list(self.views)
+        raw_peers = await redis.mget([key("peer", p) for p in ids]) if ids else []
+        return ({c: json.loads(raw) for c, raw in zip(codes, raw_lobbies, strict=True)},
+                {p: json.loads(raw) for p, raw in zip(ids, raw_peers, strict=True) if raw})
+
+    @invariant()
+    def consistent(self) -> None:
+        lobbies, peers = self.run(self.records())
+        seen: set[str] = set()
+        for code, lobby in lobbies.items():
+            assert code == lobby["code"] and re.fullmatch(f"[{CODE_ALPHABET}]{{6}}", code)
+            members = {m["id"]: m for m in lobby["members"]}
+            assert 1 <= len(members) <= lobby["max_players"]
+            assert lobby["host"] in members
+            connected = [m for m in members.values() if not m["away"]]
+            if connected and members[lobby["host"]]["away"]:
+                assert lobby["handover"] is not None and lobby["handover"] > self.clock.now
+            assert len({m["seq"] for m in members.values()}) == len(members)
+            for peer_id in members:
+                assert peers[peer_id]["lobby"] == code and peer_id not in seen
+                assert members[peer_id]["away"] == (peers[peer_id]["instance"] == "")
+                seen.add(peer_id)
+        assert len(lobbies) <= 6
+        for peer_id, peer in peers.items():
+            assert bool(peer["lobby"]) == (peer_id in seen)
+            if peer_id in self.connected:
+                view = self.views[peer_id]
+                lobby = lobbies.get(peer["lobby"])
+                if lobby is None:
+                    assert view.code is None
+                else:
+                    assert (view.code, view.host, view.members) == (
+                        lobby["code"], lobby["host"], {m["id"] for m in lobby["members"]})
+
+
+def test_lobby_state_machine_on_redis(redis_server: Any) -> None:
+    RedisLobbyMachine.url = redis_server.url
+    run_state_machine_as_test(RedisLobbyMachine, settings=settings(
+        max_examples=100, stateful_step_count=30, deadline=None))

@@ -23,7 +23,11 @@ from websockets.exceptions import ConnectionClosed
 from netplay.protocol import MAX_REQUEST_ID, PROTOCOL_VERSION
 from signaling.auth import mint_token
 from signaling.lobby import MemoryBackend
+from signaling.redis_backend import RedisBackend
 from signaling.settings import Settings
+
+BACKENDS = (MemoryBackend, RedisBackend)
+"""Where a test plants a bug: both, since the lobby tests run on each backend."""
 
 from conftest import WsClient
 
@@ -153,7 +157,8 @@ async def test_a_server_bug_is_one_line_and_an_internal_error(
     async def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise KeyError("planted bug")
 
-    monkeypatch.setattr(MemoryBackend, "list_lobbies", broken)
+    for backend in BACKENDS:  # whichever this run of the test uses
+        monkeypatch.setattr(backend, "list_lobbies", broken)
     server = lobby_factory()
     client = await open_client(server, hello=True)
     for _ in range(30):
@@ -171,7 +176,8 @@ async def test_a_backend_failing_on_disconnect_is_one_line_and_the_server_goes_o
     async def broken(self: Any, *args: Any, **kwargs: Any) -> None:
         raise ConnectionError("store unreachable")
 
-    monkeypatch.setattr(MemoryBackend, "disconnect", broken)
+    for backend in BACKENDS:  # whichever this run of the test uses
+        monkeypatch.setattr(backend, "disconnect", broken)
     server = lobby_factory()
     for _ in range(5):
         client = await open_client(server, hello=True)

@@ -13,7 +13,6 @@ from websockets.exceptions import ConnectionClosed
 
 from netplay.protocol import PROTOCOL_VERSION
 from signaling.app import TokenBucket
-from signaling.lobby import MemoryBackend
 
 OFFER = {"kind": "offer", "sdp": "v=0\r\n"}
 
@@ -257,8 +256,8 @@ async def test_internal_errors_are_reported_and_survived(lobby_factory: Any, con
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(MemoryBackend, "list_lobbies", broken)
     server = lobby_factory()
+    monkeypatch.setattr(type(server.app.state.backend), "list_lobbies", broken)
     client = await connect(server)
     error = await client.request("list")
     assert error["code"] == "internal" and "boom" not in error["message"]
