@@ -443,9 +443,10 @@ def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
 def tune(sctp: Any) -> bool:
     """Tune one SCTP transport for netplay: lower its initial RTO to :data:`INITIAL_RTO`
     (aiortc: RFC 4960's 3 s), so a lost INIT or COOKIE under heavy loss costs well under a
-    second of set-up, keep every later RTO at most :data:`MAX_RTO`, and its congestion window
-    at least :data:`CWND_FLOOR` (see the module docstring). False (one WARNING per process and missing name) when aiortc lacks what a
-    part needs; that part is then left as aiortc runs it.
+    second of set-up, keep every later RTO at most :data:`MAX_RTO`, its congestion window at
+    least :data:`CWND_FLOOR` (see the module docstring), and acknowledge every second packet
+    (:data:`SACK_EVERY`). False (one WARNING per process and missing name) when aiortc lacks
+    what a part needs; that part is then left as aiortc runs it.
     """
     ok = True
     rto = getattr(sctp, _SCTP_RTO, None)

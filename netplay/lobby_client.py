@@ -94,9 +94,8 @@ class LobbyClient:
                 ws = await connect(self.url, open_timeout=None, ping_interval=5,
                                    ping_timeout=10, close_timeout=2, max_size=MAX_FRAME)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise LobbyUnavailable(
-                f"cannot reach the lobby at {self.url}: {_why_unreachable(exc, self.connect_timeout)}"
-            ) from exc
+            why = _why_unreachable(exc, self.connect_timeout)
+            raise LobbyUnavailable(f"cannot reach the lobby at {self.url}: {why}") from exc
         try:
             async with asyncio.timeout(self.connect_timeout):
                 hello = p.Hello(v=p.PROTOCOL_VERSION, name=self.name, token=self.token,

@@ -28,8 +28,8 @@ from . import _aiortc
 from . import protocol as p
 from ._ratelimit import WarnLimiter
 from .channels import Channel
-from .config import MeshConfig
 from .conditioner import ConditionerConfig
+from .config import MeshConfig
 from .dataplane import DataPlane
 from .errors import ChannelClosed, PeersNotConnected, ProtocolError, SignalingError
 from .events import (

@@ -22,13 +22,14 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from netplay.protocol import (
     ErrorCode,
     Host,
     Join,
     LobbyInfo,
+    LobbyLeaveReason,
     LobbySummary,
     PeerId,
     QuickMatch,
@@ -70,7 +71,8 @@ SUSPENDED_BUFFER = 256
 Deliver = Callable[[str], None]
 """Hands one encoded server frame to a connection. Must not block (the app queues it)."""
 
-LeaveReason = Literal["left", "kicked", "disconnected", "timed_out"]
+LeaveReason = LobbyLeaveReason
+"""Why a member left (the protocol's ``peer_left.reason``)."""
 
 
 class LobbyError(Exception):
