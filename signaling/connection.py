@@ -426,13 +426,21 @@ class Connection:
                     raise LobbyError(ErrorCode.TOO_MANY_LOBBIES,
                                      f"your address already hosts "
                                      f"{self.settings.max_lobbies_per_ip} lobbies")
-                if isinstance(request, Host):
-                    info = await backend.host(peer_id, request)
-                else:
-                    info = await backend.quick_match(peer_id, request)
-                if info.host == peer_id and len(info.members) == 1:  # it created the lobby
-                    self.hosting = True
-                    limits.hosting(self.address)
+                # Count the lobby before the backend runs: its reply may reach the client (and
+                # the client's next request on another connection) before it returns here.
+                limits.hosting(self.address)
+                created = False
+                try:
+                    if isinstance(request, Host):
+                        info = await backend.host(peer_id, request)
+                    else:
+                        info = await backend.quick_match(peer_id, request)
+                    created = info.host == peer_id and len(info.members) == 1
+                finally:
+                    if created:
+                        self.hosting = True
+                    else:  # it joined a lobby, or nothing happened
+                        limits.stopped_hosting(self.address)
             case Join():
                 wait = limits.may_join(self.address)
                 if wait:  # the same answer whether the code exists or not
@@ -449,8 +457,17 @@ class Connection:
                 lobbies = await backend.list_lobbies(request.game, request.filter)
                 self.deliver(encode(LobbyList(id=request.id, lobbies=lobbies)))
             case Leave():
-                await backend.leave(peer_id, request.id)
+                # Uncount the lobby before the backend runs: its "ok" may reach the client (and
+                # the client's next request on another connection) before it returns here.
+                was_hosting = self.hosting
                 self._stop_hosting()
+                try:
+                    await backend.leave(peer_id, request.id)
+                except BaseException:
+                    if was_hosting:  # still in its lobby after all
+                        self.hosting = True
+                        limits.hosting(self.address)
+                    raise
             case Signal():
                 await backend.relay(peer_id, request)
             case Kick():
