@@ -426,9 +426,12 @@ class Connection:
                     raise LobbyError(ErrorCode.TOO_MANY_LOBBIES,
                                      f"your address already hosts "
                                      f"{self.settings.max_lobbies_per_ip} lobbies")
-                # Count the lobby before the backend runs: its reply may reach the client (and
-                # the client's next request on another connection) before it returns here.
-                limits.hosting(self.address)
+                # A host is counted before the backend runs: its reply may reach the client
+                # (and the client's next request on another connection) before it returns
+                # here. A quick match mostly joins, so it is counted only once it created one.
+                hosting = isinstance(request, Host)
+                if hosting:
+                    limits.hosting(self.address)
                 created = False
                 try:
                     if isinstance(request, Host):
@@ -439,7 +442,9 @@ class Connection:
                 finally:
                     if created:
                         self.hosting = True
-                    else:  # it joined a lobby, or nothing happened
+                        if not hosting:
+                            limits.hosting(self.address)
+                    elif hosting:  # refused: nothing was created
                         limits.stopped_hosting(self.address)
             case Join():
                 wait = limits.may_join(self.address)

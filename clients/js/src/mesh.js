@@ -176,7 +176,13 @@ export class Mesh extends DataPlane {
       const members = info.members.filter((x) => x.id !== m.peer.id).concat([m.peer]);
       this.setLobby({ ...info, members });
     } else if (m.type === "peer_left" && info) {
-      if (m.peer_id === this.lobbyClient.peerId) { this.leftLobby(); return; }
+      if (m.peer_id === this.lobbyClient.peerId) {
+        // Kicked (or dropped): tell the peers why on the links first, as the Python client
+        // does, so that they report "kicked" whether this or the lobby's word comes first.
+        this.info = null;
+        this.sayBye(m.reason === "kicked" ? "kicked" : "left").finally(() => this.leftLobby());
+        return;
+      }
       const r = this.remotes.get(this.key(m.peer_id));
       if (r) this.dropRemote(r, m.reason);
       this.setLobby({ ...info, members: info.members.filter((x) => x.id !== m.peer_id) });
