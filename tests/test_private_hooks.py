@@ -171,6 +171,16 @@ async def test_tune_keeps_the_window_at_the_floor_after_a_sack(pc: RTCPeerConnec
     assert sctp._cwnd == _aiortc.CWND_FLOOR
 
 
+async def negotiate_on_loopback(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    """Offer from ``a``, answer from ``b``, every host candidate on 127.0.0.1."""
+    with _aiortc.host_addresses(["127.0.0.1"]):
+        await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    with _aiortc.host_addresses(["127.0.0.1"]):
+        await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+
+
 async def test_canary_sctp_sack(pc: RTCPeerConnection) -> None:
     assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SEND_SACK))
     handle = inspect.getsource(RTCSctpTransport._handle_data)
@@ -205,12 +215,7 @@ async def test_tune_acknowledges_every_second_in_order_packet() -> None:
         opened = asyncio.Event()
         out.on("open", opened.set)
         into.on("message", got.append)
-        with _aiortc.host_addresses(["127.0.0.1"]):
-            await a.setLocalDescription(await a.createOffer())
-        await b.setRemoteDescription(a.localDescription)
-        with _aiortc.host_addresses(["127.0.0.1"]):
-            await b.setLocalDescription(await b.createAnswer())
-        await a.setRemoteDescription(b.localDescription)
+        await negotiate_on_loopback(a, b)
         await asyncio.wait_for(opened.wait(), 30)
         await asyncio.sleep(0.3)  # the handshake's own SACKs are done
         before = sacks
@@ -263,12 +268,7 @@ async def test_handshake_datagrams_go_twice_and_data_once() -> None:
         connected_at: list[float] = []
         out.on("open", lambda: (connected_at.append(loop.time()), opened.set()))
         into.on("message", got.append)
-        with _aiortc.host_addresses(["127.0.0.1"]):
-            await a.setLocalDescription(await a.createOffer())
-        await b.setRemoteDescription(a.localDescription)
-        with _aiortc.host_addresses(["127.0.0.1"]):
-            await b.setLocalDescription(await b.createAnswer())
-        await a.setRemoteDescription(b.localDescription)
+        await negotiate_on_loopback(a, b)
         await asyncio.wait_for(opened.wait(), 30)
         for i in range(5):
             out.send(bytes([i]) * 50)
