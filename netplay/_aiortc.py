@@ -56,6 +56,17 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       events and acks together. netplay paces and recovers its own data, so SCTP's window
       only needs to stay out of the way. Missing: WARNING, aiortc's window (states and events
       starved under loss).
+    - ``RTCSctpTransport._send_sack`` (coroutine method, awaited through ``self`` after
+      every packet that needs one), ``_sack_needed``, ``_sack_misordered``,
+      ``_sack_duplicates`` and ``_last_received_tsn``: in-order packets are acknowledged
+      every :data:`SACK_EVERY` packets or after :data:`SACK_DELAY` (aiortc: every packet).
+      ``_send_chunk`` (coroutine method, awaited through ``self`` for every chunk: aiortc
+      sends one chunk per packet), ``_local_port``, ``_remote_port``,
+      ``_remote_verification_tag``, the module's ``serialize_packet`` and
+      ``SCTP_MAX_PACKET_LENGTH``: a held SACK rides in the next DATA packet instead of a
+      packet (and DTLS record, and UDP datagram) of its own; a game sending states both ways
+      then sends about one packet per state instead of two. Missing: WARNING, a SACK per
+      packet (or per two packets, in packets of their own).
 
 ICE pairs (:func:`prefer_direct`, :func:`selected_pair`, :func:`ice_succeeded`)
     - aioice ``Connection.check_complete`` (called through ``self`` when a check ends),
@@ -88,7 +99,7 @@ from typing import Any
 
 import aioice.ice
 import ifaddr
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, rtcsctptransport
 from aiortc.rtcicetransport import RTCIceTransport
 
 from .stats import CandidatePair
@@ -127,6 +138,9 @@ _SCTP_SACK_NEEDED = "_sack_needed"  # RTCSctpTransport
 _SCTP_MISORDERED = "_sack_misordered"  # RTCSctpTransport
 _SCTP_DUPLICATES = "_sack_duplicates"  # RTCSctpTransport
 _SCTP_LAST_TSN = "_last_received_tsn"  # RTCSctpTransport
+_SCTP_SEND_CHUNK = "_send_chunk"  # RTCSctpTransport
+_SCTP_PACKET_HEADER = ("_local_port", "_remote_port", "_remote_verification_tag")
+_SCTP_DATA_TYPE = 0  # RFC 4960 3.2: a DATA chunk
 _PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
 _ICE_MONITOR = "_monitor"  # RTCIceTransport
 _CONSENT_TASK = "_query_consent_task"  # aioice Connection
@@ -393,6 +407,8 @@ a 30 Hz game's 33 ms between datagrams, so its SACKs really halve."""
 WEBRTC_DCEP = 50
 """SCTP payload protocol id of the data channel establishment protocol (RFC 8832)."""
 DATA_CHANNEL_OPEN = 3
+SCTP_COMMON_HEADER = 12
+"""Bytes: the SCTP common header in front of a packet's chunks (RFC 4960 3.1)."""
 
 
 async def _dropped() -> None:
@@ -465,11 +481,14 @@ def tune(sctp: Any) -> bool:
 
 def _delay_sacks(sctp: Any) -> bool:
     """Make ``sctp`` acknowledge in-order packets every :data:`SACK_EVERY` packets or after
-    :data:`SACK_DELAY`, whichever comes first; gaps and duplicates are still acknowledged at
-    once (fast retransmit and FORWARD TSN rely on them)."""
-    send_sack = getattr(sctp, _SCTP_SEND_SACK, None)
+    :data:`SACK_DELAY`, whichever comes first, and let a held SACK ride in the next DATA packet
+    ``sctp`` sends (RFC 4960 6.5's bundling: the SACK chunk first, one packet, one DTLS
+    record); gaps and duplicates are still acknowledged at once (fast retransmit and FORWARD
+    TSN rely on them)."""
+    send_sack: Any = getattr(sctp, _SCTP_SEND_SACK, None)
     if getattr(send_sack, "_netplay", False):
         return True
+    send_chunk: Any = getattr(sctp, _SCTP_SEND_CHUNK, None)
     if not (inspect.iscoroutinefunction(send_sack) and hasattr(sctp, _SCTP_SACK_NEEDED)
             and hasattr(sctp, _SCTP_MISORDERED) and hasattr(sctp, _SCTP_DUPLICATES)
             and hasattr(sctp, _SCTP_LAST_TSN)):
@@ -477,10 +496,19 @@ def _delay_sacks(sctp: Any) -> bool:
                   "_sack_duplicates/_last_received_tsn",
                   "SCTP acknowledges every packet (more CPU per datagram)")
         return False
+    bundle = inspect.iscoroutinefunction(send_chunk) and _bundling_supported(sctp)
     held = 0
     acked_tsn: int | None = None  # the cumulative TSN of the last packet counted
     timer: asyncio.TimerHandle | None = None
     flushing: set[asyncio.Task[None]] = set()
+    captured: list[Any] | None = None  # while bundling: the SACK chunk aiortc built
+
+    def release() -> None:
+        nonlocal held, timer
+        held = 0
+        if timer is not None:
+            timer.cancel()
+            timer = None
 
     async def send_held() -> None:
         nonlocal held
@@ -505,19 +533,77 @@ def _delay_sacks(sctp: Any) -> bool:
             return  # a packet with no new data (the peer's SACK): keep holding ours
         acked_tsn = tsn
         if urgent or held + 1 >= SACK_EVERY:
-            held = 0
-            if timer is not None:
-                timer.cancel()
-                timer = None
+            release()
             await send_sack()
             return
-        held += 1  # _sack_needed stays set: the next packet, or the timer, sends it
-        if timer is None:
+        held += 1  # _sack_needed stays set: our next DATA packet, the next packet in, or
+        if timer is None:  # the timer sends it
             timer = asyncio.get_running_loop().call_later(SACK_DELAY, on_timer)
+
+    async def bundling_send_chunk(chunk: Any) -> None:
+        nonlocal captured
+        if captured is not None:  # aiortc's _send_sack, called below, hands us its SACK
+            captured.append(chunk)
+            return
+        if not (held and getattr(chunk, "type", None) == _SCTP_DATA_TYPE
+                and getattr(sctp, _SCTP_SACK_NEEDED) and sctp.state == "connected"):
+            await send_chunk(chunk)
+            return
+        release()
+        captured = []
+        try:
+            await send_sack()  # builds the SACK, clears _sack_needed and the duplicates
+        finally:
+            sack, captured = captured, None
+        chunks = [*sack, chunk]
+        packet = _serialize_packet(sctp, chunks)
+        if packet is None:  # too big for one packet: the SACK goes first, on its own
+            for one in chunks:
+                await send_chunk(one)
+            return
+        await sctp.transport._send_data(packet)
 
     delayed_send_sack._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_SEND_SACK, delayed_send_sack)
-    return True
+    if bundle:
+        bundling_send_chunk._netplay = True  # type: ignore[attr-defined]
+        setattr(sctp, _SCTP_SEND_CHUNK, bundling_send_chunk)
+    else:
+        _fallback("RTCSctpTransport._send_chunk/_local_port/_remote_port/"
+                  "_remote_verification_tag, rtcsctptransport.serialize_packet",
+                  "SACKs go in packets of their own instead of riding in DATA packets")
+    return bundle
+
+
+def _bundling_supported(sctp: Any) -> bool:
+    return all(hasattr(sctp, name) for name in _SCTP_PACKET_HEADER) \
+        and callable(getattr(rtcsctptransport, "serialize_packet", None)) \
+        and isinstance(getattr(rtcsctptransport, "SCTP_MAX_PACKET_LENGTH", None), int) \
+        and hasattr(getattr(sctp, "transport", None), "_send_data")
+
+
+class _Chunks:
+    """Several SCTP chunks where aiortc's ``serialize_packet`` expects one (its ``bytes()``
+    is theirs in order; each chunk pads itself to 4 bytes)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def _serialize_packet(sctp: Any, chunks: list[Any]) -> bytes | None:
+    """One SCTP packet holding ``chunks``, or None when they exceed aiortc's packet size."""
+    data = b"".join(bytes(chunk) for chunk in chunks)
+    if SCTP_COMMON_HEADER + len(data) > rtcsctptransport.SCTP_MAX_PACKET_LENGTH:
+        return None
+    local, remote, tag = (getattr(sctp, name) for name in _SCTP_PACKET_HEADER)
+    chunk: Any = _Chunks(data)
+    packet: bytes = rtcsctptransport.serialize_packet(local, remote, tag, chunk)
+    return packet
 
 
 def _floor_cwnd(sctp: Any) -> bool:

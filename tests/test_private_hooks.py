@@ -235,6 +235,88 @@ async def test_tune_acknowledges_every_second_in_order_packet() -> None:
         await b.close()
 
 
+async def test_tune_bundles_held_sacks_into_data_packets() -> None:
+    """Two real peer connections on loopback taking turns, as two game peers sending states
+    both ways do: with ``tune``, the SACK each end holds rides in its next DATA packet, so
+    each message costs one packet on the wire (aiortc alone: two, the message and its SACK),
+    and both ends still see everything acknowledged."""
+    from aiortc import RTCConfiguration
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        ends = {}
+        for name, pc in (("a", a), ("b", b)):
+            ends[name] = pc.createDataChannel("d", ordered=False, maxRetransmits=0,
+                                              negotiated=True, id=0)
+            assert _aiortc.tune(pc.sctp)
+        got: dict[str, asyncio.Queue[bytes]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+        ends["a"].on("message", got["a"].put_nowait)
+        ends["b"].on("message", got["b"].put_nowait)
+        opened = asyncio.Event()
+        ends["a"].on("open", opened.set)
+        await negotiate_on_loopback(a, b)
+        await asyncio.wait_for(opened.wait(), 30)
+        await asyncio.sleep(0.3)  # the handshake's own SACKs are done
+        packets = {"a": 0, "b": 0}
+        for name, pc in (("a", a), ("b", b)):
+            dtls = pc.sctp.transport
+            original = dtls._send_data
+
+            async def counting(data: bytes, name: str = name, original: Any = original) -> None:
+                packets[name] += 1
+                await original(data)
+
+            dtls._send_data = counting  # aiortc sends every SCTP packet through it
+        turns = 40
+        async with asyncio.timeout(30):
+            for i in range(turns):
+                ends["a"].send(bytes([i]) * 300)
+                assert await got["b"].get() == bytes([i]) * 300
+                ends["b"].send(bytes([i]) * 300)
+                assert await got["a"].get() == bytes([i]) * 300
+        # one packet per message, and a few SACKs that went on their timer or on their own
+        assert packets["a"] + packets["b"] <= 2 * turns * 1.15, packets
+        async with asyncio.timeout(30):  # every DATA chunk acknowledged, both ways
+            while a.sctp._sent_queue or b.sctp._sent_queue or a.sctp._sack_needed \
+                    or b.sctp._sack_needed:
+                await asyncio.sleep(0.02)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_canary_sctp_bundling(pc: RTCPeerConnection) -> None:
+    from aiortc import rtcsctptransport
+
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SEND_CHUNK))
+    sack = inspect.getsource(RTCSctpTransport._send_sack)
+    assert f"await self.{_aiortc._SCTP_SEND_CHUNK}(sack)" in sack  # through self
+    transmit = inspect.getsource(RTCSctpTransport._transmit)
+    assert f"await self.{_aiortc._SCTP_SEND_CHUNK}(chunk)" in transmit
+    for name in _aiortc._SCTP_PACKET_HEADER:
+        assert hasattr(pc.sctp, name), name
+    assert rtcsctptransport.DataChunk.type == _aiortc._SCTP_DATA_TYPE
+    assert isinstance(rtcsctptransport.SCTP_MAX_PACKET_LENGTH, int)
+    assert "bytes(chunk)" in inspect.getsource(rtcsctptransport.serialize_packet)
+    # aiortc parses every chunk of a packet, so a SACK bundled before DATA is read
+    sack_chunk = rtcsctptransport.SackChunk()
+    sack_chunk.cumulative_tsn, sack_chunk.advertised_rwnd = 7, 1000
+    data_chunk = rtcsctptransport.DataChunk(flags=0x03)
+    data_chunk.tsn, data_chunk.stream_id, data_chunk.stream_seq = 9, 0, 0
+    data_chunk.protocol, data_chunk.user_data = 53, b"xyz"
+    pc.sctp._remote_port = 5000  # set by the remote description, which this pc has none of
+    packet = _aiortc._serialize_packet(pc.sctp, [sack_chunk, data_chunk])
+    assert packet is not None
+    _, _, _, chunks = rtcsctptransport.parse_packet(packet)
+    assert [type(c).__name__ for c in chunks] == ["SackChunk", "DataChunk"]
+    assert chunks[1].user_data == b"xyz" and chunks[0].cumulative_tsn == 7
+    big = rtcsctptransport.DataChunk(flags=0x03)
+    big.tsn, big.stream_id, big.stream_seq, big.protocol = 10, 0, 0, 53
+    big.user_data = b"x" * rtcsctptransport.USERDATA_MAX_LENGTH
+    assert _aiortc._serialize_packet(pc.sctp, [sack_chunk, big]) is None  # would not fit
+
+
 async def test_handshake_datagrams_go_twice_and_data_once() -> None:
     """Two real peer connections on loopback, 30 ms apart each way (so the handshake outlasts
     the copy gap): with ``copy_handshakes`` on ``a``, every datagram ``a`` sends before its
