@@ -11,7 +11,10 @@ SCTP stream:
   in datagrams of their own, sent at once (coalesced per loop iteration), paced by the link's
   :class:`~netplay.congestion.Pacer`, and only while aiortc holds nothing (its
   ``bufferedAmount`` is 0): a backlog waits in netplay, by priority, never in front of a
-  snapshot. Acks ride in every datagram; one goes on its own after :data:`ACK_DELAY`.
+  snapshot. Acks ride in every datagram. A pending ack waits for the next snapshot datagram
+  when the game's states go out steadily and the next is due within ``wire.MAX_ACK_DELAY``
+  (else it goes on its own after :data:`ACK_DELAY`), and a proactive copy due shortly before
+  a snapshot rides in it: a game's events cost no datagrams of their own.
 - Liveness: any datagram counts as a sign of life; a heartbeat goes out when nothing else was
   sent for ``heartbeat_interval``, and silence for ``disconnect_timeout`` takes a peer down
   ("timed_out"). Heartbeats are never held back by a backlog.
@@ -53,7 +56,12 @@ logger = logging.getLogger(__name__)
 
 ACK_DELAY = 0.004
 """Seconds an ack of reliable records may wait for a datagram to ride in before it goes on
-its own."""
+its own, when no snapshot is expected soon or records keep arriving."""
+TIMER_SLACK = 0.0005
+"""Seconds: a timer that fires this early still counts as on time (event loops round)."""
+MIN_RTO_MARGIN = 0.01
+"""Seconds above the peer's longest ack delay that a record waits before it counts as lost
+(the round trip on a fast link)."""
 FEEDBACK_INTERVAL = 0.05
 """Seconds: a peer that streams snapshots to us hears back at least this often (acks for its
 delta baselines and its slow-link detection, clock echo), even when we send nothing."""
@@ -123,11 +131,12 @@ class DataPlane:
     def add_remote(self, peer_id: PeerId, name: str | None, offerer: bool) -> Remote:
         """Start tracking ``peer_id`` with fresh lanes, state and pacer."""
         tick = 1.0 / self.config.send_rate_hz
+        min_rto = max(2 * tick, wire.MAX_ACK_DELAY + MIN_RTO_MARGIN)
         r = Remote(
             peer_id, name, offerer,
             PeerState(time.monotonic(), delta=self.config.delta_compression,
                       interpolation=InterpolationBuffer(lerp=self.config.interpolate)),
-            outbound=Outbound(self._lanes, min_rto=2 * tick, copy_gap=max(tick, 0.005)),
+            outbound=Outbound(self._lanes, min_rto=min_rto, copy_gap=max(tick, 0.005)),
             inbound=Inbound(self._lanes, self._limits), pacer=Pacer())
         self.remotes[peer_id] = r
         return r
@@ -268,8 +277,10 @@ class DataPlane:
             # what was lost), however busy the lanes keep the link.
             r.flush_handle = asyncio.get_running_loop().call_later(
                 1.0 / self.config.send_rate_hz, self._flush, r)
-            if r.inbound.dirty or r.outbound.has_new() or r.outbound.has_lost():
-                self.kick(r)  # what waited for this datagram goes on its own
+            if r.inbound.dirty:
+                r.ack_at = now  # the acks that waited for this datagram go on their own
+            if r.ack_at is not None or r.outbound.has_new() or r.outbound.has_lost():
+                self.kick(r)  # and so does what else waited for it
             return
         self._send_datagram(r, now, snapshot=True)
         if r.outbound.has_new() or r.outbound.has_lost():
@@ -308,7 +319,9 @@ class DataPlane:
                            self.config.state_size_warning, -(-size // 1200))
         if not link.send(data):
             return 0
-        r.feedback_due = False
+        if acks is not None:
+            r.unacked_datagrams = 0
+        r.ack_at = None
         r.pacer.spend(size)
         r.state.stats.on_send(now, size)
         return size
@@ -319,6 +332,23 @@ class DataPlane:
         handle = r.flush_handle
         return isinstance(handle, asyncio.TimerHandle) and handle.when() - \
             asyncio.get_running_loop().time() <= 1.0 / self.config.send_rate_hz
+
+    def _ack_deadline(self, r: Remote, now: float) -> float:
+        """When a pending ack of reliable records goes on its own: with the next snapshot
+        datagram if the game's states go out steadily and the next is due within
+        :data:`~netplay.wire.MAX_ACK_DELAY` (the usual case: an event's ack costs no datagram
+        of its own), else after :data:`ACK_DELAY`. Two datagrams of records unacknowledged
+        (a burst, a transfer) are acknowledged after :data:`ACK_DELAY`, so the sender's
+        window and pacing keep moving."""
+        soon = now + ACK_DELAY
+        if r.unacked_datagrams >= 2:
+            return soon
+        expected = r.state.next_snapshot_at(now)
+        if expected is None or r.state.snapshot_gap is None \
+                or expected > now + wire.MAX_ACK_DELAY:
+            return soon
+        ride = expected + r.state.snapshot_gap / 4  # a little late: the snapshot goes first
+        return min(max(soon, ride), now + wire.MAX_ACK_DELAY)
 
     def kick(self, r: Remote) -> None:
         """Something waits to go to ``r`` (a message, an ack, room in aiortc's buffer): pump
@@ -348,14 +378,15 @@ class DataPlane:
         link = r.link
         if link is None or not link.opened or link.closed:
             return
-        out, inbound, pacer = r.outbound, r.inbound, r.pacer
+        out, pacer = r.outbound, r.pacer
         now = time.monotonic()
+        ride = r.state.next_snapshot_at(now)  # copies due before it ride in it
         for _ in range(MAX_BURST):
             if link.buffered() > 0:
                 pacer.mark_limited()
                 return  # aiortc holds data: on_drain kicks us again
-            work = out.has_new() or out.has_lost() or out.has_due(now)
-            ack = inbound.dirty or r.feedback_due
+            work = out.has_new() or out.has_lost() or out.has_due(now, ride)
+            ack = r.ack_at is not None and r.ack_at <= now + TIMER_SLACK
             if not work and not ack:
                 break
             if work and pacer.available(now) <= 0 and not ack:
@@ -370,7 +401,9 @@ class DataPlane:
         else:
             self.kick(r)  # more to send: after other callbacks had their turn
             return
-        timeout = out.next_timeout()
+        timeout = out.next_timeout(ride)
+        if r.ack_at is not None and (timeout is None or r.ack_at < timeout):
+            timeout = r.ack_at
         if timeout is not None:
             self._pump_later(r, timeout)
 
@@ -532,7 +565,10 @@ class DataPlane:
             self._states[r.id] = state
             self.channels[0]._deliver(r.id, state)
         if datagram.acks is not None and r.outbound.on_acks(datagram.acks, now):
-            r.pacer.on_rtt(r.outbound.rtt.latest, now)
+            # the path's round trip without the peer's holding time (its acks may wait for
+            # its next snapshot, up to wire.MAX_ACK_DELAY): queueing is what pacing follows
+            path_rtt = r.state.clock.rtt_last if datagram.echo is not None else None
+            r.pacer.on_rtt(r.outbound.rtt.latest if path_rtt is None else path_rtt, now)
             self.kick(r)  # the window moved, maybe something was lost
         inbound = r.inbound
         if not inbound.on_epoch(datagram.epoch):
@@ -550,12 +586,19 @@ class DataPlane:
                     channel = self.channels[lane]
                     channel._deliver(r.id, body)
                     self._emit(MessageReceived(r.id, channel.name, body))
+        if datagram.records:
+            r.unacked_datagrams += 1
         if inbound.dirty:
             if not self._snapshot_due(r):  # else the snapshot's datagram carries the ack
-                self._pump_later(r, now + ACK_DELAY)
-        elif (datagram.snapshot is not None or inbound.dup_seen) and not r.feedback_due:
-            r.feedback_due = True
-            self._pump_later(r, max(now + ACK_DELAY, r.state.last_sent + FEEDBACK_INTERVAL))
+                self._ack_by(r, self._ack_deadline(r, now))
+        elif datagram.snapshot is not None or inbound.dup_seen:
+            self._ack_by(r, max(now + ACK_DELAY, r.state.last_sent + FEEDBACK_INTERVAL))
+
+    def _ack_by(self, r: Remote, at: float) -> None:
+        """Our acks must reach ``r`` by ``at``: a datagram goes then unless one went before."""
+        if r.ack_at is None or at < r.ack_at:
+            r.ack_at = at
+            self._pump_later(r, at)
 
     def _on_control(self, r: Remote, body: Any) -> None:
         if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], str)

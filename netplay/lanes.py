@@ -52,6 +52,10 @@ WINDOW = MAX_ACK_BYTES * 8
 """Record ids a receiver accepts past its cumulative ack (and a sender may have outstanding)."""
 MAX_RTO = 1.0
 """Longest wait before a record is resent (after backoff)."""
+COPY_RIDE = 1.5
+"""A proactive copy due at most this many copy gaps before the next snapshot datagram waits
+for it and rides there, instead of a datagram of its own (a game at half the send rate sends
+a snapshot every two copy gaps)."""
 MAX_IN_FLIGHT = 12 * 1024
 """Bytes of records a sender may have unacknowledged. Below SCTP's congestion-window floor
 (16 KiB, :data:`netplay._aiortc.CWND_FLOOR`), so lane data never fills SCTP's shared FIFO
@@ -262,9 +266,15 @@ class Outbound:
             sent.lost = True
             self._lost.append(sent)
 
-    def next_timeout(self) -> float | None:
-        """When the next record is due for a resend or a copy (``None``: nothing in flight)."""
+    def next_timeout(self, ride: float | None = None) -> float | None:
+        """When the next record is due for a resend or a copy (``None``: nothing in flight).
+
+        ``ride``: when the next datagram that goes anyway (a snapshot's) is expected. A copy
+        due at most :data:`COPY_RIDE` copy gaps before it waits to ride in it (the copy's
+        timer is then ``ride + copy_gap``, for a snapshot that does not come)."""
         copy = self._next_copy()
+        if copy is not None and ride is not None and ride <= copy + COPY_RIDE * self.copy_gap:
+            copy = ride + self.copy_gap
         resend = self._next_resend()
         if copy is None or resend is None:
             return resend if copy is None else copy
@@ -413,9 +423,9 @@ class Outbound:
         """Records known lost wait for a resend."""
         return bool(self._lost)
 
-    def has_due(self, now: float) -> bool:
-        """A resend or a copy is due by ``now``."""
-        due = self.next_timeout()
+    def has_due(self, now: float, ride: float | None = None) -> bool:
+        """A resend or a copy is due by ``now`` (``ride``: as for :meth:`next_timeout`)."""
+        due = self.next_timeout(ride)
         return due is not None and due <= now
 
 

@@ -124,7 +124,11 @@ class Remote:
     pump_handle: asyncio.Handle | None = None
     """A scheduled pump of the data plane (now, or when the pacer or a resend is due)."""
     pump_at: float = 0.0
-    feedback_due: bool = False
+    ack_at: float | None = None
+    """When our acks (of records, or feedback on its snapshots) must go to this peer; ``None``
+    when every datagram it sent since our last one has been acknowledged."""
+    unacked_datagrams: int = 0
+    """Datagrams with records received from this peer since our last ack went out."""
     """A snapshot arrived and no datagram went back since (its ack is due)."""
     was_connected: bool = False
     """A link was open once: sends to it are queued while it reconnects."""

@@ -39,6 +39,8 @@ MAX_TRACKED = 256
 """Snapshots tracked until acknowledged (beyond that the oldest are forgotten)."""
 DELIVERY_WINDOW = 0.5
 """Seconds of acknowledgements the delivery rate is measured over."""
+SNAPSHOT_GAP_LIMIT = 0.5
+"""Seconds: a longer gap between two snapshots is a pause, not the stream's rate."""
 
 
 class PeerState:
@@ -55,6 +57,8 @@ class PeerState:
         """When the last datagram of any kind went to this peer."""
         self.last_snapshot_sent = float("-inf")
         """When the last datagram with a snapshot went to this peer."""
+        self.snapshot_gap: float | None = None
+        """Seconds between snapshots sent, smoothed (``None`` before two went out)."""
         self.last_heard = now
         self.echo: tuple[float, float] | None = None
         self.size_warned = False
@@ -141,9 +145,21 @@ class PeerState:
         if len(self._in_flight) >= MAX_TRACKED:  # a peer that never acks: forget the oldest
             self._in_flight_bytes -= self._in_flight.popleft()[2]
         self._in_flight.append((snap_seq, now, len(head)))
+        gap = now - self.last_snapshot_sent
+        if gap < SNAPSHOT_GAP_LIMIT:  # a stream, not the first snapshot after a pause
+            self.snapshot_gap = gap if self.snapshot_gap is None \
+                else self.snapshot_gap + (gap - self.snapshot_gap) / 4
         self.last_snapshot_sent = now
         self._in_flight_bytes += len(head)
         return head
+
+    def next_snapshot_at(self, now: float) -> float | None:
+        """When the next snapshot is expected to leave, if snapshots go out regularly (the
+        game sends states at a steady rate); ``None`` when none went out for two gaps."""
+        gap = self.snapshot_gap
+        if gap is None or now - self.last_snapshot_sent > 2 * gap:
+            return None
+        return self.last_snapshot_sent + gap
 
     def build(self, now: float) -> Datagram:
         """The next datagram as a value, through the send path's own encoding (:meth:`head`

@@ -85,6 +85,10 @@ MAX_DATAGRAM = 65_536
 """No datagram may be bigger (one SCTP message)."""
 TARGET_DATAGRAM = 1_100
 """Reliable records are packed into datagrams up to this many bytes."""
+MAX_ACK_DELAY = 0.04
+"""Seconds: a receiver acknowledges a record at most this long after it arrived (it may wait
+for its next snapshot datagram to carry the ack); senders count on it before calling a
+record lost (docs/wire.md section 9)."""
 MAX_ACK_BYTES = 256
 """Longest ``bits`` field of an ack (2,048 record ids past ``cum``)."""
 MAX_ID = 2**53

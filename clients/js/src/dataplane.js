@@ -2,7 +2,7 @@
 // JavaScript counterpart of netplay/dataplane.py; Mesh (mesh.js) adds the lobby and the links.
 
 import {
-  CONTROL_LANE, MAX_DATAGRAM, TARGET_DATAGRAM, packBody, packHead, packTail, unpackDatagram,
+  CONTROL_LANE, MAX_ACK_DELAY, MAX_DATAGRAM, TARGET_DATAGRAM, packBody, packHead, packTail, unpackDatagram,
   DEFAULT_LIMITS,
 } from "./wire.js";
 import { BadMessage, Inbound, Outbound, laneSpecs } from "./lanes.js";
@@ -58,7 +58,7 @@ export class DataPlane extends EventTarget {
   peerData() {
     const tick = 1 / this.config.sendRateHz;
     return {
-      outbound: new Outbound(this.lanes, { minRto: 2 * tick, copyGap: Math.max(tick, 0.005) }),
+      outbound: new Outbound(this.lanes, { minRto: Math.max(2 * tick, MAX_ACK_DELAY + 0.01), copyGap: Math.max(tick, 0.005) }),
       inbound: new Inbound(this.lanes, DEFAULT_LIMITS),
       outSeq: 0, snapSeq: 0, pending: undefined, pendingState: undefined, pendingTick: 0,
       lastSent: -Infinity, lastSnapshotSent: -Infinity, lastHeard: now(), echo: null,
@@ -289,7 +289,9 @@ export class DataPlane extends EventTarget {
     }
     if (!snapshotOk) return;
     if (d.acks && r.outbound.onAcks(d.acks, t)) {
-      r.pacer.onRtt(r.outbound.rtt.latest, t);
+      // the path's round trip without the peer's holding time (a Python peer's ack may wait
+      // for its next snapshot, up to MAX_ACK_DELAY): queueing is what pacing follows
+      r.pacer.onRtt(d.echo && r.clock.rttLast !== null ? r.clock.rttLast : r.outbound.rtt.latest, t);
       this.wake(r);
     }
     if (!r.inbound.onEpoch(d.epoch)) return;

@@ -14,6 +14,8 @@ import { Encoder, Decoder } from "../vendor/msgpack/msgpack.mjs";
 export const WIRE_VERSION = 2;
 export const MAX_DATAGRAM = 65536;
 export const TARGET_DATAGRAM = 1100;
+/** Seconds a receiver may hold an ack (docs/wire.md 8.1); this client acks within ACK_DELAY. */
+export const MAX_ACK_DELAY = 0.04;
 export const MAX_ACK_BYTES = 256;
 export const WINDOW = MAX_ACK_BYTES * 8;
 export const MAX_ID = 2 ** 53;
