@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 ACK_DELAY = 0.004
 """Seconds an ack of reliable records may wait for a datagram to ride in before it goes on
 its own, when no snapshot is expected soon or records keep arriving."""
+HEARTBEAT_NAP = 0.01
+"""Seconds: the heartbeat task sleeps at least this long when a heartbeat is overdue but
+could not go (nothing busy-waits on a link that refuses datagrams)."""
 TIMER_SLACK = 0.0005
 """Seconds: a timer that fires this early still counts as on time (event loops round)."""
 MIN_RTO_MARGIN = 0.01
@@ -411,12 +414,21 @@ class DataPlane:
         """Heartbeats to idle peers, and the silence check: it wakes at the exact moment the
         first peer would have been silent for ``disconnect_timeout``."""
         config = self.config
-        period = min(config.heartbeat_interval / 2, 0.05)
         while True:
+            # sleep until the first peer is due a heartbeat or would be silent too long (a
+            # steady game sends states, so this wakes about once per heartbeat_interval)
             now = time.monotonic()
-            deadline = min((r.state.last_heard + config.disconnect_timeout
-                            for r in self.remotes.values() if r.connected), default=now + period)
-            await asyncio.sleep(min(period, max(0.0, deadline - now) + 0.001))
+            wake = now + config.heartbeat_interval / 2
+            for r in self.remotes.values():
+                link = r.link
+                if link is None or not r.connected:
+                    continue
+                if r.state.timeout_posted != link.attempt:
+                    wake = min(wake, r.state.last_heard + config.disconnect_timeout)
+                if r.flush_handle is None:
+                    wake = min(wake, max(r.state.last_sent + config.heartbeat_interval,
+                                         now + HEARTBEAT_NAP))
+            await asyncio.sleep(max(0.0, wake - now) + 0.001)
             now = time.monotonic()
             for r in list(self.remotes.values()):
                 link = r.link
