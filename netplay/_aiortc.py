@@ -352,7 +352,9 @@ def copy_handshakes(pc: RTCPeerConnection) -> None:
     def tap(ice_transport: Any, send: Send, receive: Receive) -> tuple[Send, Receive]:
         async def send_copies(data: bytes) -> None:
             await send(data)
-            if done():
+            if done():  # handshakes over: later datagrams skip this wrapper
+                if getattr(ice_transport, _ICE_SEND, None) is send_copies:
+                    setattr(ice_transport, _ICE_SEND, send)
                 return
             for i in range(1, HANDSHAKE_COPIES):
                 loop.call_later(HANDSHAKE_COPY_GAP * i, copy, data)

@@ -364,6 +364,7 @@ async def test_handshake_datagrams_go_twice_and_data_once() -> None:
         assert len(due) >= 4, "a DTLS and SCTP handshake has more datagrams"
         assert all(sent.count(d) == _aiortc.HANDSHAKE_COPIES for d in due)
         assert len(after) == len(set(after)) >= 5  # data (and SACKs) once each
+        assert getattr(ice, _aiortc._ICE_SEND) is recording  # the copier took itself out
     finally:
         await a.close()
         await b.close()
