@@ -387,6 +387,7 @@ class DataPlane:
         for _ in range(MAX_BURST):
             if link.buffered() > 0:
                 pacer.mark_limited()
+                r.wants_drain = True
                 return  # aiortc holds data: on_drain kicks us again
             work = out.has_new() or out.has_lost() or out.has_due(now, ride)
             ack = r.ack_at is not None and r.ack_at <= now + TIMER_SLACK

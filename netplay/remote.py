@@ -124,6 +124,8 @@ class Remote:
     pump_handle: asyncio.Handle | None = None
     """A scheduled pump of the data plane (now, or when the pacer or a resend is due)."""
     pump_at: float = 0.0
+    wants_drain: bool = False
+    """A pump stopped because aiortc held data: the next drain of its buffer kicks one."""
     ack_at: float | None = None
     """When our acks (of records, or feedback on its snapshots) must go to this peer; ``None``
     when every datagram it sent since our last one has been acknowledged."""
@@ -218,8 +220,15 @@ def _new_link(owner: LinkOwner, r: Remote, attempt: int) -> PeerLink:
     )
     _aiortc.prefer_direct(link.pc)  # a direct path over a relayed one that answered first
     r.link = link
-    link.on_drain(lambda: owner.kick(r))
+    link.on_drain(lambda: _drained(owner, r))
     return link
+
+
+def _drained(owner: LinkOwner, r: Remote) -> None:
+    """aiortc's buffer emptied (after every datagram): pump only if a pump waited for it."""
+    if r.wants_drain:
+        r.wants_drain = False
+        owner.kick(r)
 
 
 def _opened(owner: LinkOwner, r: Remote, attempt: int) -> None:
