@@ -68,6 +68,10 @@ class ChannelConfig:
             raise ValueError(
                 f"channel {self.name!r}: partial reliability is not supported; use "
                 f"ChannelConfig.reliable(name) or ChannelConfig.unreliable(name)")
+        if self.max_retransmits == 0 and self.ordered:
+            raise ValueError(
+                f"channel {self.name!r}: an unreliable channel is delivered in arrival order, "
+                f"not send order; use ChannelConfig.unreliable(name) (ordered=False)")
         if not isinstance(self.priority, int) or not -1000 < self.priority < 1000:
             raise ValueError(f"channel {self.name!r}: priority must be an int in -999..999")
 

@@ -91,6 +91,9 @@ def test_bad_channel_and_ice_server_configs() -> None:
         netplay.ChannelConfig("x", max_retransmits=-1)
     with pytest.raises(ValueError, match="partial reliability is not supported"):
         netplay.ChannelConfig("x", ordered=False, max_retransmits=3)
+    with pytest.raises(ValueError, match="arrival order"):  # was accepted, delivered unordered
+        netplay.ChannelConfig("x", max_retransmits=0)
+    assert not netplay.ChannelConfig("x", ordered=False, max_retransmits=0).is_reliable
     with pytest.raises(ValueError, match="priority"):
         netplay.ChannelConfig.reliable("x", priority=5000)
     with pytest.raises(ValueError, match="stun:/turn:"):
