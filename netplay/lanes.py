@@ -555,7 +555,10 @@ class Inbound:
                 dropped = lane.partial.pop(record.lseq, None)
                 if dropped is not None:
                     self._partial_bytes -= dropped.size
-                lane.failed.add(record.lseq)
+                failed = lane.failed
+                failed.add(record.lseq)
+                if len(failed) > self.window:  # an unordered lane never prunes by next_lseq
+                    failed.discard(min(failed))
                 raise BadMessage(str(exc), self._complete(lane, record.lseq, _SKIP)) from exc
             if body is _INCOMPLETE:
                 return []

@@ -207,6 +207,24 @@ def test_bad_records_raise_protocol_errors() -> None:
     assert inn.receive(wire.Record(None, 3, None, "fine")) == [(3, "fine")]
 
 
+def test_bad_messages_on_an_unordered_lane_are_remembered_boundedly() -> None:
+    """A peer sending ever more broken pieced messages on an unordered lane (no delivery
+    order prunes what was found bad there) costs a bounded memory."""
+    inn = Inbound(LANES, UnpackLimits(250), window=64)
+    inn.on_epoch(1)
+    rid = 0
+    for lseq in range(200):
+        inn.receive(wire.Record(rid, 2, lseq, b"a" * 10, 0, 2))
+        with pytest.raises(ProtocolError, match="does not fit"):
+            inn.receive(wire.Record(rid + 1, 2, lseq, b"a" * 10, 1, 3))
+        rid += 2
+    failed = inn._lanes[2].failed
+    assert len(failed) <= 64 and 199 in failed  # the newest are kept
+    # the rest of a message found bad is still ignored, and the lane still delivers
+    assert inn.receive(wire.Record(rid, 2, 199, b"a" * 10, 1, 2)) == []
+    assert inn.receive(wire.Record(rid + 1, 2, 500, "fine")) == [(2, "fine")]
+
+
 def test_rtt_estimator_follows_rfc_6298() -> None:
     rtt = RttEstimator()
     assert rtt.rto(0.03) == 0.2
