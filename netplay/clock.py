@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from typing import Any
 
 __all__ = ["ClockSync"]
 
@@ -27,7 +28,6 @@ _ALPHA = 1 / 8  # RFC 6298 smoothing gains
 _BETA = 1 / 4
 _JITTER_GAIN = 1 / 16  # RFC 3550 section 6.4.1
 _ROUNDING = 1e-9  # seconds: float error tolerated in a computed RTT
-_REAL = (int, float)
 
 
 class ClockSync:
@@ -60,18 +60,24 @@ class ClockSync:
         remote claims to have held the heartbeat longer than it was away by more than 1 ns;
         less is float rounding and counts as 0).
         """
-        # ``object`` parameters, checked here: compiled with mypyc, ``float`` ones would raise
-        # TypeError for a str before this could reject it.
-        if not (isinstance(t0, _REAL) and isinstance(t1, _REAL) and isinstance(t2, _REAL)
-                and isinstance(t3, _REAL)):
-            return self._reject((t0, t1, t2, t3))
-        rtt = (t3 - t0) - (t2 - t1)
-        offset = ((t1 - t0) + (t2 - t3)) / 2
-        if -_ROUNDING < rtt < 0:
+        # ``object`` parameters: compiled with mypyc, ``float`` ones would raise TypeError for a
+        # str before the arithmetic below could reject it.
+        a: Any = t0
+        b: Any = t1
+        c: Any = t2
+        d: Any = t3
+        try:
+            rtt = (d - a) - (c - b)
+            offset = ((b - a) + (c - d)) / 2
+            ok = math.isfinite(rtt) and math.isfinite(offset)
+        except TypeError:
+            ok = False
+        if ok and -_ROUNDING < rtt < 0:
             rtt = 0.0  # float rounding of a near-zero RTT, not a bad sample
-        if (not (math.isfinite(rtt) and math.isfinite(offset)) or t3 < t0 or t2 < t1
-                or rtt < 0):
-            return self._reject((t0, t1, t2, t3))
+        if not ok or d < a or c < b or rtt < 0:
+            self.rejected += 1
+            logger.debug("%r: rejected clock sample %r", self, (t0, t1, t2, t3))
+            return False
         self.samples += 1
         window = self._window
         sample = (rtt, offset)
@@ -93,11 +99,6 @@ class ClockSync:
             self._jitter += _JITTER_GAIN * (abs(rtt - last) - self._jitter)
         self._rtt_last = rtt
         return True
-
-    def _reject(self, sample: tuple[object, ...]) -> bool:
-        self.rejected += 1
-        logger.debug("%r: rejected clock sample %r", self, sample)
-        return False
 
     @property
     def offset(self) -> float:

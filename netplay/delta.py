@@ -92,16 +92,17 @@ def _replace_op(new: Any) -> Any:
 
 def _diff(old: Any, new: Any, depth: int) -> Any:
     """The op turning ``old`` into ``new``, or ``_SAME``."""
-    if depth > _MAX_DEPTH:
-        raise _too_deep()
     if isinstance(new, dict):
         if not isinstance(old, dict):
             return [_REPLACE, new]
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         out: dict[Any, Any] = {}
         added = 0
         for key, value in new.items():
             if key in old:
-                sub = _diff(old[key], value, depth + 1)
+                sub = _diff(old[key], value, depth)
                 if sub is not _SAME:
                     out[key] = sub
             else:
@@ -115,10 +116,13 @@ def _diff(old: Any, new: Any, depth: int) -> Any:
     if isinstance(new, list | tuple):
         if type(old) is not type(new) or len(old) != len(new):
             return [_REPLACE, new]
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         ops: list[Any] = [_LIST_PATCH]
         scalars = 0
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            sub = _diff(a, b, depth + 1)
+            sub = _diff(a, b, depth)
             if sub is not _SAME:
                 ops.append(i)
                 ops.append(sub)
@@ -159,11 +163,12 @@ def _bad(message: str) -> ProtocolError:
 
 
 def _patch(old: Any, op: Any, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
-        raise _too_deep()
     if isinstance(op, dict):
         if not isinstance(old, dict):
             raise _bad(f"dict patch applied to {type(old).__name__}")
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         out = dict(old)
         for key, sub in op.items():
             if isinstance(sub, list | tuple) and not sub:
@@ -171,13 +176,13 @@ def _patch(old: Any, op: Any, depth: int) -> Any:
                     raise _bad(f"removal of missing key {key!r}")
                 del out[key]
             elif key in out:
-                out[key] = _patch(out[key], sub, depth + 1)
+                out[key] = _patch(out[key], sub, depth)
             elif isinstance(sub, dict) or (
                 isinstance(sub, list | tuple) and sub[0] != _REPLACE
             ):
                 raise _bad(f"patch of missing key {key!r}")
             else:
-                out[key] = _patch(None, sub, depth + 1)
+                out[key] = _patch(None, sub, depth)
         return out
     if isinstance(op, list | tuple):
         if not op:
@@ -192,12 +197,15 @@ def _patch(old: Any, op: Any, depth: int) -> Any:
                 raise _bad(f"list patch applied to {type(old).__name__}")
             if len(op) % 2 != 1:
                 raise _bad("list patch needs index/op pairs")
+            if depth > _MAX_DEPTH:
+                raise _too_deep()
+            depth += 1
             items = list(old)
             for j in range(1, len(op), 2):
                 index = op[j]
                 if type(index) is not int or not 0 <= index < len(items):
                     raise _bad(f"list index {index!r} out of range for length {len(items)}")
-                items[index] = _patch(items[index], op[j + 1], depth + 1)
+                items[index] = _patch(items[index], op[j + 1], depth)
             return tuple(items) if isinstance(old, tuple) else items
         raise _bad(f"unknown op tag {tag!r}")
     return op
@@ -232,12 +240,13 @@ def _copy(value: Any, depth: int) -> Any:
         return value
     if depth > _MAX_DEPTH:
         raise _too_deep()
+    depth += 1
     if isinstance(value, dict):
-        return {k: _copy(v, depth + 1) for k, v in value.items()}
+        return {k: _copy(v, depth) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v, depth + 1) for v in value]
+        return [_copy(v, depth) for v in value]
     if isinstance(value, tuple):
-        return tuple(_copy(v, depth + 1) for v in value)
+        return tuple(_copy(v, depth) for v in value)
     return value
 
 

@@ -67,10 +67,11 @@ def _lerp(a: Any, b: Any, t: float, depth: int) -> Any:
         return a + (b - a) * t
     if depth > _MAX_DEPTH:
         raise RecursionError(f"state nested more than {_MAX_DEPTH} levels deep")
+    depth += 1
     if ta is dict and tb is dict:
-        return {k: (_lerp(a[k], v, t, depth + 1) if k in a else v) for k, v in b.items()}
+        return {k: (_lerp(a[k], v, t, depth) if k in a else v) for k, v in b.items()}
     if (ta is list or ta is tuple) and ta is tb and len(a) == len(b):
-        items = [_lerp(x, y, t, depth + 1) for x, y in zip(a, b, strict=True)]
+        items = [_lerp(x, y, t, depth) for x, y in zip(a, b, strict=True)]
         return items if ta is list else tuple(items)
     return b if t > 0 else a
 
