@@ -21,6 +21,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._compiled import compiled_modules
 from .config import DEFAULT_CHANNELS, ChannelConfig, IceServer, MeshConfig
 from .errors import (
     ChannelClosed,
@@ -91,6 +92,7 @@ __all__ = [
     "SignalingError",
     "SyncMesh",
     "UnknownChannel",
+    "compiled",
 ]
 
 _LAZY = {
@@ -114,3 +116,14 @@ def __dir__() -> list[str]:
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_modules = compiled_modules()
+compiled: bool = all(_modules.values())
+"""Whether this netplay is the compiled build (``NETPLAY_COMPILE=1 pip install .``): its no-I/O
+core (wire, delta, snapshots, interpolation, stats, clock, seq) compiled with mypyc. ``False``
+for the pure-Python install, which behaves the same, more slowly."""
+logging.getLogger(__name__).debug(
+    "netplay %s: %s", __version__,
+    "compiled build (mypyc)" if compiled else
+    f"pure Python (compiled modules: {sorted(k for k, v in _modules.items() if v) or 'none'})")
+del _modules

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from typing import Any
 
 __all__ = ["ClockSync"]
 
@@ -51,7 +52,7 @@ class ClockSync:
         self.rejected = 0
         """Samples rejected (negative or non-finite RTT, or a clock running backwards)."""
 
-    def on_sample(self, t0: float, t1: float, t2: float, t3: float) -> bool:
+    def on_sample(self, t0: object, t1: object, t2: object, t3: object) -> bool:
         """Add one heartbeat exchange; returns ``False`` (and counts it) if it was rejected.
 
         A sample is rejected when a timestamp is not a finite number, when either side's clock
@@ -59,15 +60,21 @@ class ClockSync:
         remote claims to have held the heartbeat longer than it was away by more than 1 ns;
         less is float rounding and counts as 0).
         """
+        # ``object`` parameters: compiled with mypyc, ``float`` ones would raise TypeError for a
+        # str before the arithmetic below could reject it.
+        a: Any = t0
+        b: Any = t1
+        c: Any = t2
+        d: Any = t3
         try:
-            rtt = (t3 - t0) - (t2 - t1)
-            offset = ((t1 - t0) + (t2 - t3)) / 2
+            rtt = (d - a) - (c - b)
+            offset = ((b - a) + (c - d)) / 2
             ok = math.isfinite(rtt) and math.isfinite(offset)
         except TypeError:
             ok = False
         if ok and -_ROUNDING < rtt < 0:
             rtt = 0.0  # float rounding of a near-zero RTT, not a bad sample
-        if not ok or t3 < t0 or t2 < t1 or rtt < 0:
+        if not ok or d < a or c < b or rtt < 0:
             self.rejected += 1
             logger.debug("%r: rejected clock sample %r", self, (t0, t1, t2, t3))
             return False

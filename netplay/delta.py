@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 
@@ -58,6 +58,15 @@ _REPLACE = 0
 _LIST_PATCH = 1
 _SAME = object()  # diff's internal "unchanged" marker; never leaves this module
 _ATOMS = frozenset({bytes, str, int, float, bool, type(None)})  # copy_state shares these
+_MAX_DEPTH = 1024
+"""Deepest state the recursive walks here follow (msgpack's own limit: nothing deeper can be
+sent or received). Python stops at its recursion limit before this; code compiled with mypyc
+has no such check (mypyc/mypyc#582) and would overflow the C stack, for example on a state
+that contains itself."""
+
+
+def _too_deep() -> RecursionError:
+    return RecursionError(f"state nested more than {_MAX_DEPTH} levels deep")
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
@@ -81,16 +90,19 @@ def _replace_op(new: Any) -> Any:
     return new
 
 
-def _diff(old: Any, new: Any) -> Any:
+def _diff(old: Any, new: Any, depth: int) -> Any:
     """The op turning ``old`` into ``new``, or ``_SAME``."""
     if isinstance(new, dict):
         if not isinstance(old, dict):
             return [_REPLACE, new]
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         out: dict[Any, Any] = {}
         added = 0
         for key, value in new.items():
             if key in old:
-                sub = _diff(old[key], value)
+                sub = _diff(old[key], value, depth)
                 if sub is not _SAME:
                     out[key] = sub
             else:
@@ -104,10 +116,13 @@ def _diff(old: Any, new: Any) -> Any:
     if isinstance(new, list | tuple):
         if type(old) is not type(new) or len(old) != len(new):
             return [_REPLACE, new]
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         ops: list[Any] = [_LIST_PATCH]
         scalars = 0
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            sub = _diff(a, b)
+            sub = _diff(a, b, depth)
             if sub is not _SAME:
                 ops.append(i)
                 ops.append(sub)
@@ -133,7 +148,7 @@ def diff(old: Any, new: Any) -> Delta:
     length are patched element by element, otherwise replaced. Type changes (``1`` to ``1.0``
     or ``True``) count as changes. For equal states the delta is an empty patch.
     """
-    op = _diff(old, new)
+    op = _diff(old, new, 0)
     if op is not _SAME:
         return op
     if isinstance(new, dict):
@@ -147,10 +162,13 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError(f"malformed delta: {message}")
 
 
-def _patch(old: Any, op: Any) -> Any:
+def _patch(old: Any, op: Any, depth: int) -> Any:
     if isinstance(op, dict):
         if not isinstance(old, dict):
             raise _bad(f"dict patch applied to {type(old).__name__}")
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
         out = dict(old)
         for key, sub in op.items():
             if isinstance(sub, list | tuple) and not sub:
@@ -158,13 +176,13 @@ def _patch(old: Any, op: Any) -> Any:
                     raise _bad(f"removal of missing key {key!r}")
                 del out[key]
             elif key in out:
-                out[key] = _patch(out[key], sub)
+                out[key] = _patch(out[key], sub, depth)
             elif isinstance(sub, dict) or (
                 isinstance(sub, list | tuple) and sub[0] != _REPLACE
             ):
                 raise _bad(f"patch of missing key {key!r}")
             else:
-                out[key] = _patch(None, sub)
+                out[key] = _patch(None, sub, depth)
         return out
     if isinstance(op, list | tuple):
         if not op:
@@ -179,12 +197,15 @@ def _patch(old: Any, op: Any) -> Any:
                 raise _bad(f"list patch applied to {type(old).__name__}")
             if len(op) % 2 != 1:
                 raise _bad("list patch needs index/op pairs")
+            if depth > _MAX_DEPTH:
+                raise _too_deep()
+            depth += 1
             items = list(old)
             for j in range(1, len(op), 2):
                 index = op[j]
                 if type(index) is not int or not 0 <= index < len(items):
                     raise _bad(f"list index {index!r} out of range for length {len(items)}")
-                items[index] = _patch(items[index], op[j + 1])
+                items[index] = _patch(items[index], op[j + 1], depth)
             return tuple(items) if isinstance(old, tuple) else items
         raise _bad(f"unknown op tag {tag!r}")
     return op
@@ -199,7 +220,7 @@ def patch(old: Any, delta: Delta) -> Any:
     (for example it patches a key ``old`` lacks).
     """
     try:
-        return _patch(old, delta)
+        return _patch(old, delta, 0)
     except RecursionError:
         raise _bad("nested too deeply") from None
     except TypeError as exc:  # e.g. an unhashable key in a hand-made delta
@@ -211,14 +232,21 @@ def copy_state(value: Any) -> Any:
 
     Several times faster than :func:`copy.deepcopy` for msgpack-shaped data.
     """
+    return _copy(value, 0)
+
+
+def _copy(value: Any, depth: int) -> Any:
     if type(value) in _ATOMS:
         return value
+    if depth > _MAX_DEPTH:
+        raise _too_deep()
+    depth += 1
     if isinstance(value, dict):
-        return {k: copy_state(v) for k, v in value.items()}
+        return {k: _copy(v, depth) for k, v in value.items()}
     if isinstance(value, list):
-        return [copy_state(v) for v in value]
+        return [_copy(v, depth) for v in value]
     if isinstance(value, tuple):
-        return tuple(copy_state(v) for v in value)
+        return tuple(_copy(v, depth) for v in value)
     return value
 
 
@@ -237,9 +265,8 @@ def delta_bytes_saved(state: Any, body: Any) -> int:
     return packed_size(state) - packed_size(body)
 
 
-def _check_seq(seq: object, what: str) -> None:
-    if not is_seq(seq):
-        raise ProtocolError(f"{what} must be a sequence number (int 0..65535), got {seq!r}")
+def _bad_seq(seq: object, what: str) -> NoReturn:
+    raise ProtocolError(f"{what} must be a sequence number (int 0..65535), got {seq!r}")
 
 
 def _check_span(name: str, value: int) -> None:
@@ -275,7 +302,7 @@ class DeltaEncoder:
         """The newest acknowledged sequence number still usable as a baseline, if any."""
         return self._acked
 
-    def encode(self, seq: int, state: Any, *, copy: bool = True) -> tuple[int | None, Any]:
+    def encode(self, seq: object, state: Any, *, copy: bool = True) -> tuple[int | None, Any]:
         """Encode snapshot ``seq``: returns ``(baseline_seq, delta)`` or ``(None, state)``.
 
         The state is remembered as a possible future baseline. With ``copy=True`` (the
@@ -300,7 +327,7 @@ class DeltaEncoder:
         self.delta_count += 1
         return baseline, diff(self._sent[baseline], state)
 
-    def ack(self, seq: int) -> bool:
+    def ack(self, seq: object) -> bool:
         """Record that the receiver decoded ``seq``; returns whether it became the baseline.
 
         Acks for sequence numbers this encoder never sent (or no longer holds), and acks older
@@ -364,7 +391,7 @@ class DeltaDecoder:
         """The newest sequence number decoded so far: what the receiver should acknowledge."""
         return self._newest
 
-    def decode(self, seq: int, baseline: int | None, body: Any, *, copy: bool = True) -> Any:
+    def decode(self, seq: object, baseline: object, body: Any, *, copy: bool = True) -> Any:
         """Decode snapshot ``seq`` from ``body``: a full state when ``baseline`` is ``None``,
         else a delta against the stored state ``baseline``.
 
@@ -379,11 +406,12 @@ class DeltaDecoder:
         ``history``).
         """
         if not is_seq(seq):
-            _check_seq(seq, "snapshot seq")
+            _bad_seq(seq, "snapshot seq")
         if baseline is None:
             state = body
         else:
-            _check_seq(baseline, "delta baseline")
+            if not is_seq(baseline):
+                _bad_seq(baseline, "delta baseline")
             if not seq_gt(seq, baseline):
                 raise ProtocolError(f"delta baseline {baseline} is not older than seq {seq}")
             if baseline not in self._states:

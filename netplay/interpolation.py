@@ -48,6 +48,7 @@ _REBASE_GAP = 1.0  # seconds; an add this far behind the newest means the time b
 _MAX_INTERVAL_SAMPLE = 1.0  # seconds; longer gaps count as this (or max_delay if larger)
 _JITTER_GAIN = 1 / 16  # RFC 3550 section 6.4.1
 _TRANSIT_RISE_GAIN = 1 / 32  # per snapshot: a slower path is adopted within a second or two
+_MAX_DEPTH = 1024  # as netplay.delta: mypyc-compiled recursion has no depth check
 
 
 def lerp_state(a: Any, b: Any, t: float) -> Any:
@@ -55,15 +56,22 @@ def lerp_state(a: Any, b: Any, t: float) -> Any:
 
     ``t = 0`` gives ``a``, ``t = 1`` gives ``b``; ``t > 1`` extrapolates numbers.
     """
+    return _lerp(a, b, t, 0)
+
+
+def _lerp(a: Any, b: Any, t: float, depth: int) -> Any:
     ta, tb = type(a), type(b)
     if (ta is float or ta is int) and (tb is float or tb is int):
         if a == b and ta is tb:
             return b
         return a + (b - a) * t
+    if depth > _MAX_DEPTH:
+        raise RecursionError(f"state nested more than {_MAX_DEPTH} levels deep")
+    depth += 1
     if ta is dict and tb is dict:
-        return {k: (lerp_state(a[k], v, t) if k in a else v) for k, v in b.items()}
+        return {k: (_lerp(a[k], v, t, depth) if k in a else v) for k, v in b.items()}
     if (ta is list or ta is tuple) and ta is tb and len(a) == len(b):
-        items = [lerp_state(x, y, t) for x, y in zip(a, b, strict=True)]
+        items = [_lerp(x, y, t, depth) for x, y in zip(a, b, strict=True)]
         return items if ta is list else tuple(items)
     return b if t > 0 else a
 

@@ -9,6 +9,8 @@ arrive more than 9 minutes late to be misjudged.
 
 from __future__ import annotations
 
+from typing import NoReturn, TypeGuard
+
 __all__ = ["SEQ_BITS", "SEQ_HALF", "SEQ_MOD", "ahead", "forward", "is_seq", "newer", "next_seq",
            "seq_diff", "seq_gt"]
 
@@ -21,44 +23,46 @@ SEQ_HALF = SEQ_MOD >> 1
 _MASK = SEQ_MOD - 1
 
 
-def is_seq(value: object) -> bool:
+def is_seq(value: object) -> TypeGuard[int]:
     """Whether ``value`` is a valid sequence number: an ``int`` (not ``bool``) in range."""
     return type(value) is int and 0 <= value < SEQ_MOD
 
 
-def _check(value: int) -> None:
-    if not is_seq(value):
-        raise ValueError(f"sequence number must be an int in 0..{_MASK}, got {value!r}")
+# The checked functions take ``object`` because they check the type themselves: compiled with
+# mypyc, an ``int`` parameter would turn a str into a TypeError and True into 1 before the check.
 
 
-def next_seq(s: int) -> int:
+def _invalid(*values: object) -> NoReturn:
+    bad = next(value for value in values if not is_seq(value))
+    raise ValueError(f"sequence number must be an int in 0..{_MASK}, got {bad!r}")
+
+
+def next_seq(s: object) -> int:
     """The sequence number after ``s``, wrapping 65535 to 0."""
     if type(s) is not int or not 0 <= s < SEQ_MOD:
-        _check(s)
+        _invalid(s)
     return (s + 1) & _MASK
 
 
-def seq_diff(a: int, b: int) -> int:
+def seq_diff(a: object, b: object) -> int:
     """Signed distance ``a - b`` on the wrapping circle, in ``(-32768, 32768]``.
 
     Positive when ``a`` is newer. ``seq_diff(0, 65535) == 1``. Exactly half the space apart is
     reported as ``+32768`` (order unknown; see :func:`seq_gt`).
     """
     if type(a) is not int or type(b) is not int or not (0 <= a < SEQ_MOD and 0 <= b < SEQ_MOD):
-        _check(a)
-        _check(b)
+        _invalid(a, b)
     d = (a - b) & _MASK
     return d - SEQ_MOD if d > SEQ_HALF else d
 
 
-def seq_gt(a: int, b: int) -> bool:
+def seq_gt(a: object, b: object) -> bool:
     """Whether ``a`` is newer than ``b``, wrap-safe (same answers as aiortc's ``uint16_gt``).
 
     Two numbers exactly half the space apart are neither newer nor older than each other.
     """
     if type(a) is not int or type(b) is not int or not (0 <= a < SEQ_MOD and 0 <= b < SEQ_MOD):
-        _check(a)
-        _check(b)
+        _invalid(a, b)
     d = (a - b) & _MASK
     return 0 < d < SEQ_HALF
 

@@ -109,12 +109,13 @@ class SnapshotBuffer:
         got = (self._seen & ((1 << n) - 1)).bit_count()
         return (n - got) / n
 
-    def push(self, seq: int, tick: int, sent_at: float, received_at: float) -> Verdict:
+    def push(self, seq: object, tick: object, sent_at: object, received_at: float) -> Verdict:
         """Offer an arriving snapshot; returns whether it was accepted, stale or a duplicate.
 
         Raises :class:`~netplay.errors.ProtocolError` for a malformed envelope (sequence number
         out of range, non-integer tick, non-finite timestamp).
         """
+        # ``object`` parameters: the checks below are the type checks (see netplay.seq).
         if not is_seq(seq):
             raise ProtocolError(f"snapshot sequence number must be an int in 0..65535: {seq!r}")
         if type(tick) is not int:

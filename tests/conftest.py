@@ -27,9 +27,17 @@ from typing import Any
 
 import pytest
 
+import netplay
 from netplay.protocol import PROTOCOL_VERSION
 from signaling.embedded import EmbeddedLobby
 from signaling.settings import Settings
+
+
+def pytest_report_header() -> str:
+    """Which netplay this run tests: the compiled build or pure Python (tests/test_compiled.py,
+    and ``.ci/run``, which runs some tests against each)."""
+    build = "compiled build (mypyc)" if netplay.compiled else "pure Python"
+    return f"netplay: {build}, {Path(netplay.__file__ or '').parent}"
 
 
 class LobbyServer(EmbeddedLobby):
