@@ -492,7 +492,7 @@ class DirectConnection(Connection):
     answered at once; any other request runs in a task, and the frames behind it wait in
     :attr:`pending` until it is done (so each connection's requests keep their order)."""
 
-    __slots__ = ("ended", "pending", "protocol", "queued", "task", "watchdog")
+    __slots__ = ("ended", "pending", "protocol", "queued", "reading", "task", "watchdog")
 
     def __init__(self, shared: ServerState, address: str,
                  protocol: LobbyWebSocketProtocol) -> None:
@@ -507,6 +507,8 @@ class DirectConnection(Connection):
         self.watchdog: asyncio.TimerHandle | None = None
         self.ended = False
         """:meth:`end` ran: the connection gave up its seat (or is giving it up)."""
+        self.reading = True
+        """The socket is read (False while :attr:`pending` is too long)."""
 
     # --- life ---
 
@@ -649,8 +651,8 @@ class DirectConnection(Connection):
             if pending is None:
                 pending = self.pending = deque()
             pending.append((text, data))
-            if len(pending) >= MAX_PENDING and self.protocol.transport is not None:
-                self.protocol.transport.pause_reading()  # resumed when the task catches up
+            if len(pending) >= MAX_PENDING:
+                self._reading(False)  # resumed when the task catches up
             return
         try:
             request = self._check(text, data)
@@ -696,8 +698,8 @@ class DirectConnection(Connection):
                 self.task = None
                 return
             text, data = pending.popleft()
-            if len(pending) == MAX_PENDING // 2 and self.protocol.transport is not None:
-                self.protocol.transport.resume_reading()
+            if len(pending) <= MAX_PENDING // 2:
+                self._reading(True)
             request = self._check(text, data)
             if request is not None and self._now(request):
                 request = None
@@ -714,8 +716,19 @@ class DirectConnection(Connection):
             self._broken(exc)
         elif self.close_code is not None and not self.ended:  # e.g. the writer gave up
             self.end("disconnected")
-        if self.protocol.transport is not None and not self.ended:
-            self.protocol.transport.resume_reading()
+        if not self.ended:
+            self._reading(True)
+
+    def _reading(self, on: bool) -> None:
+        """Pause reading the socket while :attr:`pending` is long, resume once it is not."""
+        transport = self.protocol.transport
+        if on == self.reading or transport is None or transport.is_closing():
+            return
+        self.reading = on
+        if on:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
 
     def _broken(self, exc: BaseException) -> None:
         self.shared.errors.warn(("connection", type(exc)), "connection of %s (%s) failed: "

@@ -288,3 +288,37 @@ async def test_a_client_that_stops_reading_is_closed_too_slow() -> None:
             reader.cancel()
         assert await stalled.closed_with() == (1008, "too slow")
         await stalled.close()
+
+
+async def test_a_burst_keeps_its_order_behind_backend_requests(lobby_factory: Any,
+                                                               connect: Any) -> None:
+    # On Redis every signal waits for Redis in a task, and the frames behind it wait their
+    # turn (past MAX_PENDING the socket is not read until the task catches up); in memory a
+    # signal is relayed within the read. Either way: every answer, in the order asked.
+    server = lobby_factory(rate=100_000, burst=100_000)
+    head, ann = await raw_connect(server)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    try:
+        await ann.send(frame(TEXT, json.dumps({"type": "hello", "id": 1, "v": PROTOCOL_VERSION,
+                                               "name": "ann"}).encode()))
+        assert (await ann.message())["type"] == "welcome"
+        await ann.send(frame(TEXT, b'{"type": "host", "id": 2, "game": "g"}'))
+        code = (await ann.message())["lobby"]["code"]
+        bob = await connect(server, "bob")
+        assert (await bob.request("join", code=code))["type"] == "lobby"
+        assert (await ann.message())["type"] == "peer_joined"
+        count = 300  # 600 frames in one write: several times MAX_PENDING
+        burst = []
+        for i in range(count):
+            burst.append(frame(TEXT, json.dumps({
+                "type": "signal", "id": 2 * i + 10, "to": bob.peer_id,
+                "payload": {"kind": "candidate", "candidate": str(i)}}).encode()))
+            burst.append(frame(TEXT, json.dumps({"type": "ping", "id": 2 * i + 11}).encode()))
+        await ann.send(b"".join(burst))
+        answers = [await ann.message() for _ in range(2 * count)]
+        assert [(a["type"], a["id"]) for a in answers] == [
+            ("ok" if i % 2 == 0 else "pong", i + 10) for i in range(2 * count)]
+        signals = [await bob.recv(timeout=20) for _ in range(count)]
+        assert [s["payload"]["candidate"] for s in signals] == [str(i) for i in range(count)]
+    finally:
+        await ann.close()
