@@ -214,6 +214,18 @@ class Connection:
                                   self.peer_id or "a client", self.address, code.value)
             raise _Closing(status.WS_1008_POLICY_VIOLATION, "too many bad messages")
 
+    async def _leave(self, reason: LeaveReason) -> None:
+        """The connection is over: give up its seat, or keep it for the resume grace."""
+        # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
+        # resume grace: the lobby counts against the address until then.
+        held = reason != "left" and self.resumable
+        self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
+        try:
+            await self._detach(reason)
+        except Exception as exc:  # e.g. a backend that lost its store: one line, go on
+            self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
+                                    self.peer_id, exc, where(exc))
+
     async def _detach(self, reason: LeaveReason) -> None:
         if self.peer_id is None:
             return
@@ -514,15 +526,7 @@ class AsgiConnection(Connection):
             if self.watchdog is not None:
                 self.watchdog.cancel()
             self.shared.open_connections -= 1
-            # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
-            # resume grace: the lobby counts against the address until then.
-            held = reason != "left" and self.resumable
-            self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
-            try:
-                await self._detach(reason)
-            except Exception as exc:  # e.g. a backend that lost its store: one line, go on
-                self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
-                                        self.peer_id, exc, where(exc))
+            await self._leave(reason)
             self.push(_CLOSE)
             try:
                 await asyncio.wait_for(writer, timeout=5)

@@ -564,13 +564,7 @@ class DirectConnection(Connection):
     async def _finish(self, reason: LeaveReason) -> None:
         if self.task is not None:
             await asyncio.wait((self.task,))
-        held = reason != "left" and self.resumable
-        self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
-        try:
-            await self._detach(reason)
-        except Exception as exc:  # e.g. a backend that lost its store: one line, go on
-            self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
-                                    self.peer_id, exc, where(exc))
+        await self._leave(reason)
         self.push(_CLOSE)
 
     def lost(self) -> None:
