@@ -116,7 +116,8 @@ def lobby_instances(n: int, redis_url: str | None) -> Iterator[list[tuple[int, i
             if redis_url:
                 args += ["--redis-url", redis_url]
             proc = subprocess.Popen(args, cwd=root)
-            stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=10)))
+            stack.callback(proc.wait, timeout=10)  # callbacks run last-in, first-out
+            stack.callback(proc.terminate)
             os.sched_setaffinity(proc.pid, {i % cpus})
             _wait(f"http://127.0.0.1:{port}/healthz", "a lobby instance")
             instances.append((port, proc.pid))
@@ -139,7 +140,7 @@ def load_child(ports: list[int], pids: list[int], clients: int,
             client = Client(ws)
             welcome = await client.request(
                 {"type": "hello", "v": PROTOCOL_VERSION, "name": f"p{i}"}, "welcome")
-            client.peer_id = welcome["peer_id"]  # type: ignore[attr-defined]
+            client.peer_id = welcome["peer_id"]
             return client
 
         conns = list(await asyncio.gather(*(open_one(i) for i in range(clients))))
