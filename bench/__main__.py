@@ -13,10 +13,10 @@ import json
 import sys
 import time
 
-from bench import bandwidth, game, impaired, lobby, lobby_redis, mesh, nat, pair, udp
+from bench import bandwidth, game, impaired, lobby, lobby_heap, lobby_redis, mesh, nat, pair, udp
 from bench.harness import Benchmark, Context, Results, machine
 
-FAMILIES = (udp, pair, game, impaired, mesh, bandwidth, lobby, lobby_redis, nat)
+FAMILIES = (udp, pair, game, impaired, mesh, bandwidth, lobby, lobby_heap, lobby_redis, nat)
 
 
 def all_benchmarks() -> list[Benchmark]:

@@ -1,7 +1,8 @@
 """Lobby server under load, against a Node ``ws`` relay as the reference, in the same run.
 
 Each server runs in its own process on 127.0.0.1, pinned to CPU 0 (the load generator to CPU 1):
-the real lobby (``signaling.app.create_app`` on uvicorn, as ``netplay-lobby`` runs it:
+the real lobby (``signaling.app.create_app`` on uvicorn with ``/ws`` served by
+``signaling.direct``, as ``netplay-lobby`` runs it:
 ``python -m bench.lobby --serve FD`` on a socket bound by the parent, so no port race) and
 ``bench/node_relay.js`` (Debian's ``nodejs`` + ``node-ws``; skipped with a note when absent).
 The lobby runs with its per-address limits raised, since every bench client comes from
@@ -53,17 +54,21 @@ def serve(fd: int) -> None:
     import uvicorn
 
     from signaling.app import create_app
+    from signaling.direct import uvicorn_ws
     from signaling.settings import Settings
 
     # Every bench client comes from 127.0.0.1: lift the per-address limits. A bench client
     # stands for many players (200 clients offer up to 40k msgs/s), so lift the per-connection
     # rate limit too (the Node relay has none); everything else is as netplay-lobby runs.
-    settings = Settings(max_connections_per_ip=1_000_000, max_lobbies_per_ip=1_000_000,
-                        hello_timeout=120, rate=100_000, burst=100_000)
+    # NETPLAY_LOBBY_* variables apply as for netplay-lobby (NETPLAY_LOBBY_WS_IMPL=asgi: the
+    # ASGI path, for a comparison).
+    settings = Settings.from_env(max_connections_per_ip=1_000_000,
+                                 max_lobbies_per_ip=1_000_000, hello_timeout=120,
+                                 rate=100_000, burst=100_000)
     config = uvicorn.Config(create_app(settings), fd=fd, log_level="warning",
                             ws_ping_interval=None, backlog=4096,
                             ws_max_size=settings.ws_max_size, ws_per_message_deflate=False,
-                            ws=os.environ.get("BENCH_LOBBY_WS", "auto"))
+                            ws=uvicorn_ws(settings))
     profile = os.environ.get("BENCH_LOBBY_PROFILE")
     if not profile:
         uvicorn.Server(config).run()

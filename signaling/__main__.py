@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .direct import uvicorn_ws
 
     configure_logging(settings)
     if settings.workers > 1:
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Signaling frames are small and compressing them costs more than it saves: zlib state
         # per connection (tens of KiB) and CPU per frame. Node's ws leaves it off too.
         ws_per_message_deflate=False,
+        ws=uvicorn_ws(settings),
         lifespan="on",
     )
 

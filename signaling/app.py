@@ -9,7 +9,10 @@ Routes
                    has an auth secret; CORS headers for ``allowed_origins``)
 
 A WebSocket is checked against the origin list and its address's connection limit here, then
-run by :class:`signaling.connection.Connection` (per-frame checks, then the backend).
+run by :class:`signaling.connection.AsgiConnection` (per-frame checks, then the backend). On
+uvicorn with ``ws=signaling.direct.LobbyWebSocketProtocol`` (what ``netplay-lobby`` runs unless
+``--ws-impl asgi``), ``/ws`` never reaches this app: ``signaling.direct`` serves it on the
+socket, with the same checks, and finds the lobby in the lifespan state.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from starlette.websockets import WebSocket
 from netplay.protocol import Error, ErrorCode, encode
 
 from .auth import verify_token
-from .connection import Connection, ServerState, ice_servers, where
+from .connection import AsgiConnection, ServerState, ice_servers, where
+from .direct import STATE_KEY, DirectLobby
 from .limits import TokenBucket
 from .lobby import Backend, LobbyError, MemoryBackend
 from .play import play_routes
@@ -98,7 +102,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                          f"later")
                 return
             counted = True
-            await Connection(ws, state, address, receive, send).run()
+            await AsgiConnection(ws, state, address, receive, send).run()
         except Exception as exc:  # never a traceback in the log, whatever the client did
             state.errors.warn(("websocket", type(exc)), "a WebSocket from %s failed: %r at %s",
                               address, exc, where(exc))
@@ -138,8 +142,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                 status_code=503)
         return JSONResponse({"lobbies": [s.model_dump(mode="json") for s in found]})
 
+    direct = DirectLobby(state)
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         # Expire seats a little after their grace ends (none are held when grace is 0).
         interval = max(0.05, min(1.0, settings.resume_grace / 4)) if settings.resume_grace else 1.0
 
@@ -156,7 +162,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         await backend.start()
         sweeper = asyncio.create_task(sweep())
         try:
-            yield
+            # In the lifespan state (uvicorn's app_state): how signaling.direct's WebSocket
+            # protocol, below the app, finds this lobby.
+            yield {STATE_KEY: direct}
         finally:
             for task in (sweeper, *state.timers):
                 task.cancel()

@@ -261,6 +261,13 @@ class Backend(ABC):
     async def relay(self, peer_id: PeerId, request: Signal) -> None:
         """Send a signal to a member of the sender's lobby, with ``from`` stamped."""
 
+    def relay_now(self, peer_id: PeerId, request: Signal) -> bool:
+        """Do :meth:`relay` at once if that needs no I/O and return True, or do nothing and
+        return False (then the caller awaits :meth:`relay`). The direct WebSocket path
+        (``signaling.direct``) relays a signal this way without a task; the default is
+        False."""
+        return False
+
     # --- introspection ---
 
     @abstractmethod

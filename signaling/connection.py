@@ -56,7 +56,7 @@ from .limits import AddressLimits, TokenBucket
 from .lobby import Backend, LeaveReason, LobbyError, check_name
 from .settings import Settings
 
-__all__ = ["Connection", "ServerState", "ice_servers", "where"]
+__all__ = ["AsgiConnection", "Connection", "ServerState", "ice_servers", "where"]
 
 logger = logging.getLogger("signaling")
 
@@ -143,32 +143,26 @@ class ServerState:
 
 
 class Connection:
-    """One WebSocket: a read loop that validates and dispatches, and a writer task."""
+    """One lobby client, whatever carries its frames: the per-frame checks (:meth:`_check`),
+    dispatch to the backend (:meth:`_handle`) and the output queue (:meth:`deliver`).
 
-    __slots__ = ("address", "backend", "close_code", "close_reason", "expired", "hello_due",
-                 "hosting", "last_seen", "loop", "outbox", "peer_id", "queued_bytes", "rate",
-                 "reader", "receive", "receiving", "resumable", "send", "settings", "shared",
-                 "strikes", "wake", "watchdog", "ws")
+    Subclasses move the frames: :class:`AsgiConnection` over an ASGI WebSocket (a read loop and
+    a writer task), ``signaling.direct.DirectConnection`` straight on the socket."""
 
-    def __init__(self, ws: WebSocket, shared: ServerState, address: str,
-                 receive: Receive, send: Send) -> None:
-        self.ws = ws
-        self.receive = receive
-        """The ASGI ``receive`` of this connection (frames; Starlette's checks are not needed
-        once the socket is accepted)."""
-        self.send = send
-        """The ASGI ``send``."""
+    __slots__ = ("address", "backend", "close_code", "close_reason", "hello_due", "hosting",
+                 "last_seen", "loop", "outbox", "peer_id", "queued_bytes", "rate", "resumable",
+                 "settings", "shared", "strikes")
+
+    def __init__(self, shared: ServerState, address: str) -> None:
         self.address = address
         self.shared = shared
         self.settings = shared.settings
         self.backend = shared.backend
         self.peer_id: str | None = None
         self.outbox: list[object] = []
-        """Frames for the writer task (and ``_CLOSE``), which takes them all at once. A list
-        and one future to wake the writer cost less per frame than an ``asyncio.Queue`` (and
-        an empty list less memory than a deque)."""
-        self.wake: asyncio.Future[None] | None = None
-        """Set while the writer waits for :attr:`outbox` to fill."""
+        """Frames for the writer (and ``_CLOSE``), which takes them all at once. A list costs
+        less per frame than an ``asyncio.Queue`` (and an empty list less memory than a
+        deque)."""
         self.queued_bytes = 0
         """Characters of the frames in :attr:`outbox` (bytes for ASCII JSON)."""
         loop = asyncio.get_running_loop()
@@ -176,13 +170,6 @@ class Connection:
         self.last_seen = loop.time()
         """When the client last sent a frame (for the idle timeout)."""
         self.hello_due = self.last_seen + self.settings.hello_timeout
-        self.expired = False
-        """Set by :meth:`_watch` just before it interrupts :meth:`_read`."""
-        self.watchdog: asyncio.TimerHandle | None = None
-        self.reader: asyncio.Task[None] | None = None
-        """The task running :meth:`run` (and :meth:`_read`)."""
-        self.receiving = False
-        """:meth:`_read` is waiting for a frame (the only place :meth:`_watch` interrupts)."""
         self.rate = TokenBucket(self.settings.rate, self.settings.burst)
         self.strikes = TokenBucket(1.0, self.settings.max_strikes)
         self.close_code: int | None = None
@@ -212,12 +199,11 @@ class Connection:
 
     def push(self, item: object) -> None:
         """Queue a frame (or ``_CLOSE``) for the writer and wake it."""
-        self.outbox.append(item)
-        wake = self.wake
-        if wake is not None:
-            self.wake = None
-            if not wake.done():
-                wake.set_result(None)
+        raise NotImplementedError
+
+    def _interrupt(self) -> bool:
+        """The writer gave up on a slow reader: stop waiting for the client's frames."""
+        raise NotImplementedError
 
     def reply_error(self, code: ErrorCode, message: str, request_id: int | None) -> None:
         """Send an ``error``; an abusive one costs a strike, and one too many closes (1008)."""
@@ -228,62 +214,17 @@ class Connection:
                                   self.peer_id or "a client", self.address, code.value)
             raise _Closing(status.WS_1008_POLICY_VIOLATION, "too many bad messages")
 
-    async def _write(self) -> None:
-        send = self.send
+    async def _leave(self, reason: LeaveReason) -> None:
+        """The connection is over: give up its seat, or keep it for the resume grace."""
+        # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
+        # resume grace: the lobby counts against the address until then.
+        held = reason != "left" and self.resumable
+        self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
         try:
-            while True:
-                if not self.outbox:
-                    self.wake = self.loop.create_future()
-                    await self.wake
-                    continue
-                batch, self.outbox, self.queued_bytes = self.outbox, [], 0
-                for item in batch:
-                    if item is _CLOSE:
-                        if self.close_code is not None:
-                            await self.ws.close(self.close_code, self.close_reason)
-                        return
-                    await send({"type": "websocket.send", "text": item})
-        except Exception as exc:  # the client went away mid-send
-            logger.debug("send to %s failed: %r", self.peer_id, exc)
-
-    # --- the connection's life ---
-
-    async def run(self) -> None:
-        """Serve the connection until it closes, then give up its seat (or keep it for the
-        resume grace) and flush what is queued for it."""
-        writer = asyncio.create_task(self._write())
-        reason: LeaveReason = "disconnected"
-        self.shared.open_connections += 1
-        self.reader = task = asyncio.current_task()
-        assert task is not None
-        self._watch()
-        try:
-            reason = await self._read(task)
-        except _Closing as closing:
-            self.close_code, self.close_reason = closing.code, closing.reason
-        except Exception as exc:  # a bug: close this connection, keep the server going
-            self.shared.errors.warn(("connection", type(exc)), "connection of %s (%s) failed: "
-                                    "%r at %s", self.peer_id, self.address, exc, where(exc))
-            self.close_code = status.WS_1011_INTERNAL_ERROR
-            self.close_reason = "internal error"
-        finally:
-            if self.watchdog is not None:
-                self.watchdog.cancel()
-            self.shared.open_connections -= 1
-            # A peer that dropped (not left) keeps its seat, and a lone host its lobby, for the
-            # resume grace: the lobby counts against the address until then.
-            held = reason != "left" and self.resumable
-            self._stop_hosting(grace=self.settings.resume_grace if held else 0.0)
-            try:
-                await self._detach(reason)
-            except Exception as exc:  # e.g. a backend that lost its store: one line, go on
-                self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
-                                        self.peer_id, exc, where(exc))
-            self.push(_CLOSE)
-            try:
-                await asyncio.wait_for(writer, timeout=5)
-            except TimeoutError:  # pragma: no cover - client stopped reading
-                pass
+            await self._detach(reason)
+        except Exception as exc:  # e.g. a backend that lost its store: one line, go on
+            self.shared.errors.warn(("detach", type(exc)), "detaching %s failed: %r at %s",
+                                    self.peer_id, exc, where(exc))
 
     async def _detach(self, reason: LeaveReason) -> None:
         if self.peer_id is None:
@@ -312,62 +253,9 @@ class Connection:
         due = self.last_seen + self.settings.idle_timeout
         return min(due, self.hello_due) if self.peer_id is None else due
 
-    def _interrupt(self) -> bool:
-        """Make :meth:`_read` stop waiting for a frame (it then looks at why); False when it
-        is not waiting (it looks at ``close_code`` after each frame anyway)."""
-        if not self.receiving or self.expired or self.reader is None:
-            return False
-        self.expired = True
-        self.reader.cancel()
-        return True
-
-    def _watch(self) -> None:
-        """One timer per connection for the idle timeout and the hello deadline (cheaper than
-        a timeout around every receive): interrupt :meth:`_read` once the connection is due,
-        or look again when it will be."""
-        due = self._due()
-        now = self.loop.time()
-        if now >= due and self._interrupt():
-            return
-        self.watchdog = self.loop.call_at(max(due, now + 0.05), self._watch)
-
-    async def _read(self, task: asyncio.Task[None]) -> LeaveReason:
-        idle = self.settings.idle_timeout
-        loop = self.loop
-        receive = self.receive
-        while True:
-            self.receiving = True
-            try:
-                message = await receive()
-            except asyncio.CancelledError:
-                if not self.expired:
-                    raise
-                task.uncancel()
-                if self.close_code is not None:  # the writer gave up on a slow reader
-                    return "disconnected"
-                if self.peer_id is None and loop.time() >= self.hello_due:
-                    self.shared.warn.warn("hello", "closing a connection from %s: no hello "
-                                          "within %g s", self.address,
-                                          self.settings.hello_timeout)
-                    self._refuse(ErrorCode.NOT_AUTHENTICATED, f"no valid hello within "
-                                 f"{self.settings.hello_timeout:g} s", None)
-                logger.info("%s sent nothing for %g s; dropping it", self.peer_id or "a client",
-                            idle)
-                self.close_code = status.WS_1001_GOING_AWAY
-                self.close_reason = "idle timeout"
-                return "timed_out"
-            finally:
-                self.receiving = False
-            self.last_seen = loop.time()
-            if message["type"] == "websocket.disconnect":
-                code = message.get("code") or status.WS_1005_NO_STATUS_RCVD
-                return "left" if code in (status.WS_1000_NORMAL_CLOSURE,
-                                          status.WS_1001_GOING_AWAY) else "disconnected"
-            await self._receive(message.get("text"), message.get("bytes"))
-            if self.close_code is not None:  # the writer gave up on a slow reader
-                return "disconnected"
-
-    async def _receive(self, text: str | None, data: bytes | None) -> None:
+    def _check(self, text: str | None, data: bytes | None) -> ClientMessage | None:
+        """The request in one frame, or None when the frame was refused (answered with an
+        ``error``; too many refusals raise ``_Closing``)."""
         if text is None:
             size = len(data or b"")
             if size > self.settings.max_message_bytes:
@@ -376,37 +264,58 @@ class Connection:
             else:
                 self.reply_error(ErrorCode.BAD_MESSAGE, "frames must be JSON text, not binary",
                                  None)
-            return
+            return None
         limit = self.settings.max_message_bytes
         if len(text) > limit // 4 and (size := len(text.encode())) > limit:
             self.reply_error(ErrorCode.TOO_LARGE,
                              f"message of {size} bytes is larger than {limit}", None)
-            return
+            return None
         if not self.rate.take():
             self.reply_error(ErrorCode.RATE_LIMITED,
                              f"more than {self.settings.rate:g} messages per second; slow down",
                              request_id_of(text))
-            return
+            return None
         try:
-            request = parse_client(text)
+            return parse_client(text)
         except ProtocolError as exc:
             version = hello_version_of(text)
             if self.peer_id is None and version is not None and version != PROTOCOL_VERSION:
                 # Another version's hello may have other fields: still name both versions.
                 self._refuse_version(version, request_id_of(text))
             self.reply_error(ErrorCode.BAD_MESSAGE, str(exc), request_id_of(text))
-            return
+            return None
+
+    async def _handle(self, request: ClientMessage) -> None:
+        """Dispatch a checked request; a refusal or a server bug is answered with an ``error``."""
         try:
             await self._dispatch(request)
         except LobbyError as exc:
             self.reply_error(exc.code, exc.message, request.id)
         except _Closing:
             raise
-        except Exception as exc:  # a bug: one line in the log, a typed error to the client
-            self.shared.errors.warn(("request", request.type, type(exc)),
-                                    "error handling %s from %s (%s): %r at %s", request.type,
-                                    self.peer_id, self.address, exc, where(exc))
-            self.reply_error(ErrorCode.INTERNAL, "internal server error", request.id)
+        except Exception as exc:
+            self._failed(request, exc)
+
+    def _failed(self, request: ClientMessage, exc: Exception) -> None:
+        """A bug met handling ``request``: one line in the log, a typed error to the client."""
+        self.shared.errors.warn(("request", request.type, type(exc)),
+                                "error handling %s from %s (%s): %r at %s", request.type,
+                                self.peer_id, self.address, exc, where(exc))
+        self.reply_error(ErrorCode.INTERNAL, "internal server error", request.id)
+
+    def _timed_out(self) -> LeaveReason:
+        """The connection is due (:meth:`_due`): set its close code; a missed hello deadline
+        is answered ``not_authenticated`` (raises ``_Closing``)."""
+        if self.peer_id is None and self.loop.time() >= self.hello_due:
+            self.shared.warn.warn("hello", "closing a connection from %s: no hello within "
+                                  "%g s", self.address, self.settings.hello_timeout)
+            self._refuse(ErrorCode.NOT_AUTHENTICATED, f"no valid hello within "
+                         f"{self.settings.hello_timeout:g} s", None)
+        logger.info("%s sent nothing for %g s; dropping it", self.peer_id or "a client",
+                    self.settings.idle_timeout)
+        self.close_code = status.WS_1001_GOING_AWAY
+        self.close_reason = "idle timeout"
+        return "timed_out"
 
     async def _dispatch(self, request: ClientMessage) -> None:
         if isinstance(request, Hello):
@@ -540,3 +449,132 @@ class Connection:
         self.deliver(encode(Error(id=request_id, code=code, message=message)))
         self.resumable = False
         raise _Closing(status.WS_1008_POLICY_VIOLATION, code.value)
+
+
+class AsgiConnection(Connection):
+    """A connection over an ASGI WebSocket: a read loop (the task running :meth:`run`) and a
+    writer task (what ``--ws-impl asgi`` and ``/ws`` under a ``root_path`` use)."""
+
+    __slots__ = ("expired", "reader", "receive", "receiving", "send", "wake", "watchdog", "ws")
+
+    def __init__(self, ws: WebSocket, shared: ServerState, address: str,
+                 receive: Receive, send: Send) -> None:
+        super().__init__(shared, address)
+        self.ws = ws
+        self.receive = receive
+        """The ASGI ``receive`` of this connection (frames; Starlette's checks are not needed
+        once the socket is accepted)."""
+        self.send = send
+        """The ASGI ``send``."""
+        self.wake: asyncio.Future[None] | None = None
+        """Set while the writer waits for :attr:`outbox` to fill."""
+        self.expired = False
+        """Set by :meth:`_watch` just before it interrupts :meth:`_read`."""
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.reader: asyncio.Task[None] | None = None
+        """The task running :meth:`run` (and :meth:`_read`)."""
+        self.receiving = False
+        """:meth:`_read` is waiting for a frame (the only place :meth:`_watch` interrupts)."""
+
+    def push(self, item: object) -> None:
+        self.outbox.append(item)
+        wake = self.wake
+        if wake is not None:
+            self.wake = None
+            if not wake.done():
+                wake.set_result(None)
+
+    async def _write(self) -> None:
+        send = self.send
+        try:
+            while True:
+                if not self.outbox:
+                    self.wake = self.loop.create_future()
+                    await self.wake
+                    continue
+                batch, self.outbox, self.queued_bytes = self.outbox, [], 0
+                for item in batch:
+                    if item is _CLOSE:
+                        if self.close_code is not None:
+                            await self.ws.close(self.close_code, self.close_reason)
+                        return
+                    await send({"type": "websocket.send", "text": item})
+        except Exception as exc:  # the client went away mid-send
+            logger.debug("send to %s failed: %r", self.peer_id, exc)
+
+    # --- the connection's life ---
+
+    async def run(self) -> None:
+        """Serve the connection until it closes, then give up its seat (or keep it for the
+        resume grace) and flush what is queued for it."""
+        writer = asyncio.create_task(self._write())
+        reason: LeaveReason = "disconnected"
+        self.shared.open_connections += 1
+        self.reader = task = asyncio.current_task()
+        assert task is not None
+        self._watch()
+        try:
+            reason = await self._read(task)
+        except _Closing as closing:
+            self.close_code, self.close_reason = closing.code, closing.reason
+        except Exception as exc:  # a bug: close this connection, keep the server going
+            self.shared.errors.warn(("connection", type(exc)), "connection of %s (%s) failed: "
+                                    "%r at %s", self.peer_id, self.address, exc, where(exc))
+            self.close_code = status.WS_1011_INTERNAL_ERROR
+            self.close_reason = "internal error"
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
+            self.shared.open_connections -= 1
+            await self._leave(reason)
+            self.push(_CLOSE)
+            try:
+                await asyncio.wait_for(writer, timeout=5)
+            except TimeoutError:  # pragma: no cover - client stopped reading
+                pass
+
+    def _interrupt(self) -> bool:
+        """Make :meth:`_read` stop waiting for a frame (it then looks at why); False when it
+        is not waiting (it looks at ``close_code`` after each frame anyway)."""
+        if not self.receiving or self.expired or self.reader is None:
+            return False
+        self.expired = True
+        self.reader.cancel()
+        return True
+
+    def _watch(self) -> None:
+        """One timer per connection for the idle timeout and the hello deadline (cheaper than
+        a timeout around every receive): interrupt :meth:`_read` once the connection is due,
+        or look again when it will be."""
+        due = self._due()
+        now = self.loop.time()
+        if now >= due and self._interrupt():
+            return
+        self.watchdog = self.loop.call_at(max(due, now + 0.05), self._watch)
+
+    async def _read(self, task: asyncio.Task[None]) -> LeaveReason:
+        loop = self.loop
+        receive = self.receive
+        while True:
+            self.receiving = True
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if not self.expired:
+                    raise
+                task.uncancel()
+                if self.close_code is not None:  # the writer gave up on a slow reader
+                    return "disconnected"
+                return self._timed_out()
+            finally:
+                self.receiving = False
+            self.last_seen = loop.time()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code") or status.WS_1005_NO_STATUS_RCVD
+                return "left" if code in (status.WS_1000_NORMAL_CLOSURE,
+                                          status.WS_1001_GOING_AWAY) else "disconnected"
+            request = self._check(message.get("text"), message.get("bytes"))
+            if request is not None:
+                await self._handle(request)
+            if self.close_code is not None:  # the writer gave up on a slow reader
+                return "disconnected"

@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from .app import create_app
+from .direct import uvicorn_ws
 from .settings import Settings
 
 __all__ = ["EmbeddedLobby"]
@@ -49,7 +50,7 @@ class EmbeddedLobby:
         self.app = create_app(self.settings)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on",
                                 ws_ping_interval=None, ws_max_size=self.settings.ws_max_size,
-                                ws_per_message_deflate=False)
+                                ws_per_message_deflate=False, ws=uvicorn_ws(self.settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True, name=f"lobby:{self.port}")

@@ -401,6 +401,9 @@ class MemoryBackend(Backend):
         return info
 
     async def relay(self, peer_id: PeerId, request: Signal) -> None:
+        self.relay_now(peer_id, request)
+
+    def relay_now(self, peer_id: PeerId, request: Signal) -> bool:
         peer, lobby = self._lobby_of(peer_id)
         target = lobby.members.get(request.to)
         if target is None or target is peer:
@@ -409,6 +412,7 @@ class MemoryBackend(Backend):
         target.send(encode_relayed_signal(peer.id, request.payload), buffer=True)
         if request.id is not None:
             peer.send(encode(Ok(id=request.id)))
+        return True
 
     # --- introspection ---
 

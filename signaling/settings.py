@@ -19,6 +19,8 @@ __all__ = ["ENV_PREFIX", "Settings"]
 ENV_PREFIX = "NETPLAY_LOBBY_"
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+WS_IMPLS = ("direct", "asgi")
+"""Values of ``Settings.ws_impl``."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Settings:
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
     workers: int = 1
     """Worker processes (uvicorn's workers). More than one needs redis_url."""
+    ws_impl: str = "direct"
+    """How ``/ws`` is served: ``direct`` (below ASGI, on the socket: signaling/direct.py, the
+    faster and leaner) or ``asgi`` (through the ASGI app, on uvicorn's WebSocket protocol)."""
 
     auth_secret: str | None = None
     """When set, ``hello`` must carry a token minted with this secret
@@ -107,6 +112,8 @@ class Settings:
         problems = []
         if not 0 <= self.port <= 65_535:
             problems.append(f"port must be 0-65535, not {self.port}")
+        if self.ws_impl not in WS_IMPLS:
+            problems.append(f"ws_impl must be one of {', '.join(WS_IMPLS)}, not {self.ws_impl!r}")
         if self.log_level.lower() not in _LOG_LEVELS:
             problems.append(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):

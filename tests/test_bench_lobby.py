@@ -56,3 +56,10 @@ def test_a_tiny_load_run_yields_every_figure(server: str) -> None:
     assert figures[f"lobby.{prefix}relay_1k_delivered_pct"] == 100.0
     assert figures[f"lobby.{prefix}clients_open_after"] == 8
     assert figures[f"lobby.{prefix}relay_1k_cpu_us"] > 0
+
+
+@pytest.mark.parametrize("impl", ["direct", "asgi"])
+def test_the_heap_measurement_counts_what_connections_hold(impl: str) -> None:
+    figures = run_child("bench.lobby_heap:heap_child", timeout=120, impl=impl, connections=20)
+    assert set(figures) == {f"lobby.heap_{impl}_kib"}
+    assert figures[f"lobby.heap_{impl}_kib"] > 0.5  # 20 connections that said hello hold some

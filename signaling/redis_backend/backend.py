@@ -48,7 +48,7 @@ from ..backend import (
     normalize_code,
     successor,
 )
-from .node import Local, Node, unreachable
+from .node import Local, Node, ScriptBatch, unreachable
 from .store import BUFFERED, EVENT, RELAY, LobbyRecord, PeerRecord, Seat, Txn
 
 __all__ = ["RedisBackend"]
@@ -81,7 +81,8 @@ class RedisBackend(Backend):
                          heartbeat=heartbeat, instance_ttl=instance_ttl,
                          max_connections=max_connections, on_recover=self._recover,
                          on_evict=self._evicted)
-        self._relay_script = self.node.redis.register_script(RELAY)  # EVALSHA: the hot path
+        # The hot path: the relays due at once go to Redis as one pipeline of EVALSHAs.
+        self._relay_script = ScriptBatch(self.node.redis, self.node.redis.register_script(RELAY))
         self._pending: dict[PeerId, tuple[LeaveReason, float]] = {}
         """Disconnects that failed while Redis was unreachable: replayed when it is back."""
 

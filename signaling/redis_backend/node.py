@@ -16,7 +16,8 @@ from typing import Any, Literal, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError, WatchError
 from redis.retry import Retry
 
 from netplay.protocol import ErrorCode, PeerId
@@ -24,7 +25,7 @@ from netplay.protocol import ErrorCode, PeerId
 from ..backend import SUSPENDED_BUFFER, Deliver, LobbyError
 from .store import BUFFERED, HOLD, TOUCH, Txn
 
-__all__ = ["Barrier", "Local", "Node", "unreachable"]
+__all__ = ["Barrier", "Local", "Node", "ScriptBatch", "unreachable"]
 
 logger = logging.getLogger("signaling")
 
@@ -52,6 +53,61 @@ class Barrier:
     hooks: list[Callable[[], None]] = field(default_factory=list)
     """Run by the reader the moment the barrier arrives, before any later message."""
     created: float = field(default_factory=time.monotonic)
+
+
+class ScriptBatch:
+    """Calls of one Lua script made in the same event-loop iteration, sent as one pipeline:
+    one write and one round trip for all of them, instead of one ``EVALSHA`` each on its own
+    pooled connection (the relay's hot path: with many clients, many signals are due at once).
+    Each call still gets its own reply or error, in order."""
+
+    def __init__(self, redis: Any, script: AsyncScript) -> None:
+        self.redis = redis
+        self.script = script
+        self.calls: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's reply to ``keys``/``args``, once the batch went (raises its
+        ``RedisError`` or ``OSError``)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.calls.append((keys, args, future))
+        if len(self.calls) == 1:
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        calls, self.calls = self.calls, []
+        task = asyncio.get_running_loop().create_task(self._execute(calls))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, calls: list[tuple[list[Any], list[Any],
+                                               asyncio.Future[Any]]]) -> None:
+        sha = self.script.sha
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in calls:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            for _, _, future in calls:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (keys, args, future), result in zip(calls, results, strict=True):
+            if isinstance(result, NoScriptError):  # Redis restarted: EVAL loads it again
+                try:
+                    result = await self.script(keys=keys, args=args)
+                except (RedisError, OSError) as exc:
+                    result = exc
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 def unreachable(exc: BaseException) -> LobbyError:
