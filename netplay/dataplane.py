@@ -324,7 +324,9 @@ class DataPlane:
             return 0
         if acks is not None:
             r.unacked_datagrams = 0
-        r.ack_at = None
+        if r.ack_at is not None:
+            r.ack_at = None
+            self._retime_pump(r, now)
         r.pacer.spend(size)
         r.state.stats.on_send(now, size)
         return size
@@ -374,6 +376,21 @@ class DataPlane:
         r.pump_handle = asyncio.get_running_loop().call_later(
             max(0.0, at - time.monotonic()), self._pump, r)
 
+    def _retime_pump(self, r: Remote, now: float) -> None:
+        """Our acks just went out: a pump timer set for them is moved to what the lanes need
+        next, or dropped (a steady game would otherwise wake the loop for nothing after
+        every snapshot it received)."""
+        handle = r.pump_handle
+        if handle is None or r.pump_at <= 0.0:  # none, or one due at once
+            return
+        due = r.outbound.next_timeout(r.state.next_snapshot_at(now))
+        if due is not None and due <= r.pump_at + TIMER_SLACK:
+            return
+        handle.cancel()
+        r.pump_handle = None
+        if due is not None:
+            self._pump_later(r, due)
+
     def _pump(self, r: Remote) -> None:
         """Send what the lanes have due to ``r``: new messages and resends while the pacer and
         aiortc's buffer allow, and a pending ack; then schedule the next pump."""
@@ -385,14 +402,14 @@ class DataPlane:
         now = time.monotonic()
         ride = r.state.next_snapshot_at(now)  # copies due before it ride in it
         for _ in range(MAX_BURST):
+            work = out.has_new() or out.has_lost() or out.has_due(now, ride)
+            ack = r.ack_at is not None and r.ack_at <= now + TIMER_SLACK
+            if not work and not ack:
+                break  # (a tick's events usually rode in its state datagram already)
             if link.buffered() > 0:
                 pacer.mark_limited()
                 r.wants_drain = True
                 return  # aiortc holds data: on_drain kicks us again
-            work = out.has_new() or out.has_lost() or out.has_due(now, ride)
-            ack = r.ack_at is not None and r.ack_at <= now + TIMER_SLACK
-            if not work and not ack:
-                break
             if work and pacer.available(now) <= 0 and not ack:
                 wait = pacer.wait(wire.TARGET_DATAGRAM, now)
                 self._pump_later(r, now + max(wait, 0.0005))
@@ -419,7 +436,7 @@ class DataPlane:
             # sleep until the first peer is due a heartbeat or would be silent too long (a
             # steady game sends states, so this wakes about once per heartbeat_interval)
             now = time.monotonic()
-            wake = now + config.heartbeat_interval / 2
+            wake = now + config.heartbeat_interval
             for r in self.remotes.values():
                 link = r.link
                 if link is None or not r.connected:

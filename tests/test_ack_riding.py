@@ -117,6 +117,12 @@ async def test_event_acks_and_copies_ride_in_state_datagrams(lobby: Any) -> None
             mesh.channel("events")._deliver = counter(mesh)
         remotes = [a._plane.remotes[b.peer_id], b._plane.remotes[a.peer_id]]
         sent_before = [r.state.stats._packets_out.total for r in remotes]
+        pumps = [0, 0]
+        for i, mesh in enumerate(meshes):  # scheduled through the bound method: count runs
+            def counting(r: Any, i: int = i, pump: Any = mesh._plane._pump) -> None:
+                pumps[i] += 1
+                pump(r)
+            mesh._plane._pump = counting
         loop = asyncio.get_running_loop()
         start, frames, events = loop.time(), 120, 0
         for frame in range(frames):  # 4 s of a game loop: the tick's events, then its state
@@ -134,4 +140,8 @@ async def test_event_acks_and_copies_ride_in_state_datagrams(lobby: Any) -> None
         for sent in datagrams:  # one per state, and a few more: far fewer than one per event
             extra = sent - frames
             assert extra <= events / 2, (datagrams, frames, events)
+        # and the loop is not woken for acks a state datagram already carried: about one
+        # or two pumps per event sent (finding the event gone with its tick's state), not one per
+        # state received
+        assert max(pumps) <= 3 * events + 10, (pumps, events)  # was about 7 per event
         assert dataplane.ACK_DELAY < wire.MAX_ACK_DELAY
