@@ -177,7 +177,7 @@ async def netplay_worker(pipe: Pipe, index: int, n: int, seconds: float, lobby_u
     async with Mesh(config) as mesh:
         mesh.channel("state")._deliver = on_state  # measure on arrival, queue nothing
         if index == 0:
-            info = await mesh.host(game="bench", public=False, max_players=16)
+            info = await mesh.host(game="bench", public=False, max_players=max(n, 2))
             pipe.send("code", info.code)
         else:
             message = await pipe.recv()
@@ -286,6 +286,10 @@ def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
     best = 0
     sizes = [3] if ctx.quick else [2, 4, 8, 12, 16]
     for n in sizes:
+        if kind == "netplay" and n > lobby_max_players():
+            ctx.progress(f"{prefix} N={n}: not run (a lobby holds at most "
+                         f"{lobby_max_players()} players)")
+            continue
         result = ctx.attempt(f"{prefix} N={n}", lambda n=n: run_mesh_once(  # type: ignore[misc]
             kind, n, 1.0 if ctx.quick else 5.0, lobby_url=lobby_url))
         if not result:
@@ -304,6 +308,16 @@ def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
                 sizes.append(BIGGER_N)  # N = 16 passed: try N = 20 too
     figures[f"{prefix}.max_n_30hz"] = best
     return figures
+
+
+def lobby_max_players() -> int:
+    """The most players the lobby protocol lets one lobby hold (``Host.max_players``)."""
+    from netplay import protocol
+
+    for bound in protocol.Host.model_fields["max_players"].metadata:
+        if hasattr(bound, "le"):
+            return int(bound.le)
+    raise RuntimeError("Host.max_players has no upper bound")
 
 
 BIG_N = 16
