@@ -171,7 +171,7 @@ class LobbyWebSocketProtocol(asyncio.Protocol):
 
     __slots__ = ("buffer", "config", "connection", "fallback", "fragments", "fragments_size",
                  "paused", "server_state", "app_state", "transport", "closing", "close_timer",
-                 "max_size")
+                 "max_size", "discard")
 
     def __init__(self, config: Config, server_state: UvicornState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -184,6 +184,9 @@ class LobbyWebSocketProtocol(asyncio.Protocol):
         self.connection: DirectConnection | None = None
         self.buffer = b""
         """Received bytes that do not make a whole frame yet."""
+        self.discard = 0
+        """Bytes still to drop: the rest of a frame refused from its header (1009), so the
+        client's close frame behind it is still found."""
         self.fragments: list[bytes] | None = None
         """The frames of a fragmented message so far (its first frame's opcode first)."""
         self.fragments_size = 0
@@ -343,6 +346,12 @@ class LobbyWebSocketProtocol(asyncio.Protocol):
     # --- frames ---
 
     def _frames(self, data: bytes) -> None:
+        if self.discard:
+            dropped = min(self.discard, len(data))
+            self.discard -= dropped
+            data = data[dropped:]
+            if not data:
+                return
         if self.buffer:
             data = self.buffer + data
             self.buffer = b""
@@ -367,11 +376,17 @@ class LobbyWebSocketProtocol(asyncio.Protocol):
             if not second & 0x80:
                 self.fail(status.WS_1002_PROTOCOL_ERROR, "client frames must be masked")
                 return
+            stop = start + size
             if size > self.max_size or self.fragments_size + size > self.max_size:
                 self.fail(status.WS_1009_MESSAGE_TOO_BIG,
                           f"frame of {size} bytes is larger than {self.max_size}")
-                return
-            stop = start + size
+                # skip the refused frame unread, so the client's close frame that follows it
+                # ends the close handshake at once (else the socket waits _CLOSE_WAIT)
+                if stop > end:
+                    self.discard = stop - end
+                    return
+                pos = stop
+                continue
             if stop > end:
                 break
             payload = apply_mask(data[start:stop], data[start - 4:start])

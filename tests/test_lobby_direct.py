@@ -196,6 +196,20 @@ async def test_oversize_is_refused_before_the_frame_arrives(raw: RawClient) -> N
     assert (await raw.closed_with())[0] == 1009
 
 
+async def test_the_close_behind_a_refused_frame_ends_the_handshake(raw: RawClient) -> None:
+    """A frame refused from its header (1009) is skipped unread, so the client's close frame
+    right behind it is found and the server hangs up at once, not after its close timer."""
+    from signaling import direct
+
+    loop = asyncio.get_running_loop()
+    await raw.send(frame(BINARY, b"x" * ((1 << 20) + 1)) + frame(CLOSE, (1000).to_bytes(2, "big")))
+    opcode, payload = await raw.frame(timeout=10)
+    assert opcode == CLOSE and int.from_bytes(payload[:2], "big") == 1009
+    started = loop.time()
+    assert await asyncio.wait_for(raw.reader.read(), 10) == b""  # TCP closed
+    assert loop.time() - started < direct._CLOSE_WAIT / 2
+
+
 async def test_binary_frames_get_a_typed_error(raw: RawClient) -> None:
     await raw.send(frame(BINARY, ping(1)))
     reply = await raw.message()
