@@ -131,7 +131,6 @@ class Remote:
     when every datagram it sent since our last one has been acknowledged."""
     unacked_datagrams: int = 0
     """Datagrams with records received from this peer since our last ack went out."""
-    """A snapshot arrived and no datagram went back since (its ack is due)."""
     was_connected: bool = False
     """A link was open once: sends to it are queued while it reconnects."""
     lobby_id: PeerId = ""
