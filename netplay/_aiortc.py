@@ -67,6 +67,15 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       packet (and DTLS record, and UDP datagram) of its own; a game sending states both ways
       then sends about one packet per state instead of two. Missing: WARNING, a SACK per
       packet (or per two packets, in packets of their own).
+    - ``RTCSctpTransport._data_channel_send`` (called through ``self`` by
+      ``RTCDataChannel.send``), ``_data_channel_flush`` (coroutine method),
+      ``_data_channel_queue`` (deque of (channel, protocol id, payload)),
+      ``_remote_max_message_size`` and ``RTCDataChannel._addBufferedAmount``: aiortc queues
+      each message and starts a new task to flush the queue; netplay's datagrams are flushed
+      in the ``send()`` call instead (:func:`send_inline`), which saves a task and a loop
+      iteration per datagram (aiortc's send path never waits). With ``guard_streams(...,
+      direct=...)``, binary messages on the given streams go straight to their callback,
+      without pyee's ``emit``. Missing: WARNING, aiortc's task per message.
 
 ICE pairs (:func:`prefer_direct`, :func:`selected_pair`, :func:`ice_succeeded`)
     - aioice ``Connection.check_complete`` (called through ``self`` when a check ends),
@@ -89,17 +98,19 @@ Closing (:func:`finish_close`): tasks aiortc/aioice leave running after ``pc.clo
 from __future__ import annotations
 
 import asyncio
+import collections
+import collections.abc
 import inspect
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import aioice.ice
 import ifaddr
-from aiortc import RTCPeerConnection, rtcsctptransport
+from aiortc import RTCDataChannel, RTCPeerConnection, rtcsctptransport
 from aiortc.rtcicetransport import RTCIceTransport
 
 from .stats import CandidatePair
@@ -109,6 +120,7 @@ __all__ = [
     "INITIAL_RTO",
     "finish_close",
     "guard_streams",
+    "send_inline",
     "host_addresses",
     "ice_succeeded",
     "prefer_direct",
@@ -139,6 +151,11 @@ _SCTP_MISORDERED = "_sack_misordered"  # RTCSctpTransport
 _SCTP_DUPLICATES = "_sack_duplicates"  # RTCSctpTransport
 _SCTP_LAST_TSN = "_last_received_tsn"  # RTCSctpTransport
 _SCTP_SEND_CHUNK = "_send_chunk"  # RTCSctpTransport
+_SCTP_CHANNEL_SEND = "_data_channel_send"  # RTCSctpTransport
+_SCTP_FLUSH = "_data_channel_flush"  # RTCSctpTransport
+_SCTP_QUEUE = "_data_channel_queue"  # RTCSctpTransport
+_SCTP_MAX_MESSAGE = "_remote_max_message_size"  # RTCSctpTransport
+_CHANNEL_BUFFERED = "_addBufferedAmount"  # RTCDataChannel
 _SCTP_PACKET_HEADER = ("_local_port", "_remote_port", "_remote_verification_tag")
 _SCTP_DATA_TYPE = 0  # RFC 4960 3.2: a DATA chunk
 _PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
@@ -408,24 +425,40 @@ SACK_DELAY = 0.1
 a 30 Hz game's 33 ms between datagrams, so its SACKs really halve."""
 WEBRTC_DCEP = 50
 """SCTP payload protocol id of the data channel establishment protocol (RFC 8832)."""
+WEBRTC_BINARY = 53
+"""SCTP payload protocol id of a non-empty binary message (RFC 8831 8)."""
 DATA_CHANNEL_OPEN = 3
 SCTP_COMMON_HEADER = 12
 """Bytes: the SCTP common header in front of a packet's chunks (RFC 4960 3.1)."""
 
 
-async def _dropped() -> None:
-    """What aiortc awaits for a message the guard dropped."""
+class _Done:
+    """An awaitable that is already done: what aiortc awaits for a message the guard dropped
+    or handed to its callback (no coroutine object per message)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        # an exhausted iterator: ``await`` takes its StopIteration (None) at once
+        return cast(Generator[Any, Any, None], iter(()))
 
 
-def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
+_DONE = _Done()
+
+
+def guard_streams(sctp: Any, on_bad: Callable[[int, str], None],
+                  direct: dict[int, Callable[[bytes], None]] | None = None) -> bool:
     """Report SCTP data that aiortc would drop silently, and refuse in-band channel opens.
 
     netplay creates every channel ``negotiated=True`` with a fixed id, so a peer sending on a
     stream id we have no channel for (a peer configured differently, or a hostile one) is bad
     input, and so is an in-band DCEP open (netplay never sends one; a peer could create
     channels in us at will). ``sctp._data_channel_receive`` is wrapped on this instance: both
-    cases are dropped and reported to ``on_bad(stream_id, why)``. False (one WARNING per
-    process) when aiortc lacks the private method or channel table.
+    cases are dropped and reported to ``on_bad(stream_id, why)``. ``direct`` maps stream
+    ids to a callback that takes their binary messages instead of the channel's ``message``
+    event (pyee's ``emit`` costs more than the rest of the hand-over). False (one WARNING per
+    process) when aiortc lacks the private method or channel table; ``direct`` messages are
+    then emitted as usual.
     """
     original = getattr(sctp, _SCTP_RECEIVE, None)
     channels = getattr(sctp, _SCTP_CHANNELS, None)
@@ -439,22 +472,126 @@ def guard_streams(sctp: Any, on_bad: Callable[[int, str], None]) -> bool:
 
     # A plain function handing back aiortc's own coroutine (aiortc awaits the result), so the
     # hot path of every received message gains a few checks but no extra coroutine.
+    to = direct if direct is not None else {}
+
     def receive(stream_id: int, pp_id: int, data: bytes) -> Awaitable[None]:
+        if pp_id == WEBRTC_BINARY:
+            callback = to.get(stream_id)
+            if callback is not None and stream_id in channels:
+                callback(data)
+                return _DONE
         if pp_id == WEBRTC_DCEP:
             if data and data[0] == DATA_CHANNEL_OPEN:
                 on_bad(stream_id, "in-band channel open (netplay negotiates its channels)")
-                return _dropped()
+                return _DONE
             if stream_id not in channels:
                 on_bad(stream_id, f"channel control message for unknown channel id {stream_id}")
-                return _dropped()
+                return _DONE
         elif stream_id not in channels:
             on_bad(stream_id, f"data on unknown channel id {stream_id} ({len(data)} bytes; "
                               f"is the peer configured with more channels?)")
-            return _dropped()
+            return _DONE
         return original(stream_id, pp_id, data)  # type: ignore[no-any-return]
 
     receive._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_RECEIVE, receive)
+    return True
+
+
+_finishing: set[asyncio.Future[Any]] = set()
+
+
+class _Resume(collections.abc.Coroutine[Any, Any, Any]):
+    """A coroutine that :func:`drive` started, and that then waited, as a task's coroutine:
+    the task's first step gets what the coroutine yielded (so the task waits on the same
+    future, or one loop iteration for a bare ``yield``); after that every step, and a
+    cancellation even before the first step, goes to the coroutine itself."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro: Coroutine[Any, Any, Any] | None = coro
+        self.first = first
+
+    def send(self, value: Any) -> Any:
+        if self.first is not _UNSET:
+            first, self.first = self.first, _UNSET
+            return first
+        assert self.coro is not None
+        return self.coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.first = _UNSET
+        assert self.coro is not None
+        return self.coro.throw(typ if val is None else val)
+
+    def close(self) -> None:
+        if self.coro is not None:
+            self.coro.close()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        value: Any = None  # (a task steps it through send/throw; awaiting it works too)
+        while True:
+            try:
+                yielded = self.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value = yield yielded
+
+
+_UNSET = object()
+
+
+def drive(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` now, in this call, as far as it goes without waiting; if it waits, a task
+    finishes it. Errors are logged, as aiortc's own flush task would leave them."""
+    try:
+        first = coro.send(None)
+    except StopIteration:
+        return
+    except ConnectionError as exc:  # the transport closed under us: the message is lost
+        logger.debug("aiortc send failed: %s", exc)
+        return
+    except Exception:
+        logger.exception("aiortc send failed")
+        return
+    task = asyncio.ensure_future(_Resume(coro, first))
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+
+
+def send_inline(sctp: Any) -> bool:
+    """Make ``sctp`` flush a binary data channel message in the ``send()`` call (aiortc
+    queues it and starts a task per message to flush the queue, which runs a loop iteration
+    later). The queue, its order and SCTP's congestion window are aiortc's as before: a
+    message that does not fit waits in the queue for aiortc's own flush after a SACK. False
+    (one WARNING per process) when aiortc lacks a name it needs."""
+    original: Any = getattr(sctp, _SCTP_CHANNEL_SEND, None)
+    if getattr(original, "_netplay", False):
+        return True
+    flush: Any = getattr(sctp, _SCTP_FLUSH, None)
+    queue = getattr(sctp, _SCTP_QUEUE, None)
+    if not (callable(original) and inspect.iscoroutinefunction(flush)
+            and isinstance(queue, collections.deque) and hasattr(sctp, _SCTP_MAX_MESSAGE)
+            and callable(getattr(RTCDataChannel, _CHANNEL_BUFFERED, None))):
+        _fallback("RTCSctpTransport._data_channel_send/_data_channel_flush/"
+                  "_data_channel_queue/_remote_max_message_size, "
+                  "RTCDataChannel._addBufferedAmount",
+                  "a task and a loop iteration per message sent (more CPU and latency)")
+        return False
+
+    def send(channel: Any, data: bytes | str) -> None:
+        if type(data) is not bytes or not data:
+            return original(channel, data)  # type: ignore[no-any-return]
+        limit = getattr(sctp, _SCTP_MAX_MESSAGE)
+        if limit and len(data) > limit:
+            return original(channel, data)  # type: ignore[no-any-return]  # aiortc's error
+        getattr(channel, _CHANNEL_BUFFERED)(len(data))
+        queue.append((channel, WEBRTC_BINARY, data))
+        drive(flush())
+
+    send._netplay = True  # type: ignore[attr-defined]
+    setattr(sctp, _SCTP_CHANNEL_SEND, send)
     return True
 
 

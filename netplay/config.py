@@ -228,8 +228,8 @@ class MeshConfig:
             _positive(name, getattr(self, name))
         if self.heartbeat_interval >= self.disconnect_timeout:
             raise ValueError("MeshConfig.heartbeat_interval must be below disconnect_timeout")
-        for name in ("state_size_warning", "max_message_size", "max_queued", "max_array_len", "max_map_len",
-                     "max_containers"):
+        for name in ("state_size_warning", "max_message_size", "max_queued", "max_array_len",
+                     "max_map_len", "max_containers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"MeshConfig.{name} must be a positive int, got {value!r}")

@@ -128,8 +128,11 @@ class PeerLink:
         self._drain_listeners: list[Callable[[], None]] = []
         self.channel.on("bufferedamountlow", self._drained)
         if on_bad is not None:  # data on a stream id with no channel: aiortc drops it silently
+            # (and our datagrams skip pyee's emit: the channel's id is fixed at 0)
             _aiortc.guard_streams(self.pc.sctp, lambda stream, why: None if self.closed
-                                  else on_bad(stream, why))
+                                  else on_bad(stream, why),
+                                  direct={0: lambda data: None if self.closed else on_frame(data)})
+        _aiortc.send_inline(self.pc.sctp)  # a datagram leaves in send(), not a task later
         _aiortc.tune(self.pc.sctp)  # set-up under loss: SCTP's first RTO 0.5 s, not 3 s
         # ... and DTLS's lost flights: OpenSSL waits 1 s (2 s, 4 s) before it resends one
         _aiortc.copy_handshakes(self.pc)

@@ -92,6 +92,10 @@ PeerId: TypeAlias = str
 """A peer id assigned by the lobby server (short, URL-safe)."""
 
 MAX_METADATA_KEYS = 32
+MAX_PLAYERS = 32
+"""The most players a lobby may hold (``host``/``quick_match``'s ``max_players``). A full mesh
+costs each peer work for every other peer: see the mesh figures in bench/RESULTS.md before
+going past 16 at 30 Hz."""
 MAX_REQUEST_ID = 2**53
 """Largest request id (JavaScript's safe integer range); larger ones are ``bad_message``."""
 
@@ -242,7 +246,7 @@ class Host(_Message):
 
     type: Literal["host"] = "host"
     id: RequestId | None = None
-    max_players: Annotated[int, Field(ge=2, le=16)] = 8
+    max_players: Annotated[int, Field(ge=2, le=MAX_PLAYERS)] = 8
     public: bool = True
     password: Annotated[str, StringConstraints(max_length=128)] | None = None
     game: GameName
@@ -268,7 +272,7 @@ class QuickMatch(_Message):
     game_version: Annotated[str, StringConstraints(max_length=64)] = ""
     filter: Metadata = Field(default_factory=dict)
     """Lobby metadata that must match exactly (and becomes the new lobby's metadata)."""
-    max_players: Annotated[int, Field(ge=2, le=16)] = 8
+    max_players: Annotated[int, Field(ge=2, le=MAX_PLAYERS)] = 8
 
 
 class ListLobbies(_Message):

@@ -1,8 +1,8 @@
 """The state channel of one peer: snapshots, deltas, acks, clock, liveness and stats. No I/O.
 
-Per peer and tick netplay sends at most one :class:`~netplay.wire.Datagram` with a snapshot: the newest
-pending snapshot (if the game sent one since the last datagram), delta-encoded against the
-newest snapshot this peer acknowledged (:class:`~netplay.delta.DeltaEncoder`, Quake 3 style),
+Per peer and tick netplay sends at most one :class:`~netplay.wire.Datagram` with a snapshot: the
+newest pending snapshot (if the game sent one since the last datagram), delta-encoded against
+the newest snapshot this peer acknowledged (:class:`~netplay.delta.DeltaEncoder`, Quake 3 style),
 with our own ack and the clock echo riding along; with nothing to send, a bare heartbeat goes
 out every ``heartbeat_interval``. From what arrives:
 

@@ -611,3 +611,136 @@ async def test_prefer_direct_and_selected_pair_fall_back_with_one_warning(
     hold, nominated = fallbacks(caplog)
     assert "check_complete" in hold and "relayed" in hold
     assert "_nominated" in nominated and "candidate_pair stays None" in nominated
+
+
+# -- inline sends and direct receives ----------------------------------------------------------
+
+async def test_canary_sctp_inline_send(pc: RTCPeerConnection) -> None:
+    import collections
+
+    from aiortc import RTCDataChannel, rtcsctptransport
+
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_FLUSH))
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_QUEUE), collections.deque)
+    assert hasattr(pc.sctp, _aiortc._SCTP_MAX_MESSAGE)
+    assert callable(getattr(RTCDataChannel, _aiortc._CHANNEL_BUFFERED))
+    assert rtcsctptransport.WEBRTC_BINARY == _aiortc.WEBRTC_BINARY
+    send = inspect.getsource(getattr(RTCSctpTransport, _aiortc._SCTP_CHANNEL_SEND))
+    # what send_inline does in its place: a (channel, protocol, data) entry, then a flush
+    assert f"self.{_aiortc._SCTP_QUEUE}.append((channel, pp_id, user_data))" in send
+    assert f"asyncio.ensure_future(self.{_aiortc._SCTP_FLUSH}())" in send
+    channel = inspect.getsource(RTCDataChannel.send)
+    assert f"self.transport.{_aiortc._SCTP_CHANNEL_SEND}(self, data)" in channel  # via self
+
+
+async def test_drive_runs_a_coroutine_that_never_waits_in_the_call() -> None:
+    steps: list[str] = []
+
+    async def inner() -> None:
+        steps.append("inner")
+
+    async def flush() -> None:
+        steps.append("start")
+        await inner()
+        steps.append("end")
+
+    _aiortc.drive(flush())
+    assert steps == ["start", "inner", "end"]  # before the loop ran anything
+
+
+async def test_drive_hands_a_coroutine_that_waits_to_a_task() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[str] = loop.create_future()
+    finished = asyncio.Event()
+    seen: list[object] = []
+
+    async def flush() -> None:
+        seen.append("start")
+        seen.append(await gate)  # waits on a future: the rest runs in a task
+        await asyncio.sleep(0)  # and a bare yield
+        seen.append("end")
+        finished.set()
+
+    _aiortc.drive(flush())
+    assert seen == ["start"]
+    gate.set_result("value")
+    await asyncio.wait_for(finished.wait(), 10)
+    assert seen == ["start", "value", "end"]
+
+
+async def test_drive_logs_errors_and_cancellation_reaches_the_coroutine(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.DEBUG, logger="netplay._aiortc"):
+        _aiortc.drive(broken())  # does not raise into the sender
+    assert any("aiortc send failed" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
+
+    loop = asyncio.get_running_loop()
+    never: asyncio.Future[None] = loop.create_future()
+    cancelled = asyncio.Event()
+
+    async def waits() -> None:
+        try:
+            await never
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    _aiortc.drive(waits())
+    (task,) = [t for t in _aiortc._finishing]
+    task.cancel()
+    await asyncio.wait_for(cancelled.wait(), 10)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_inline_send_leaves_in_the_call_and_direct_receive_skips_emit() -> None:
+    """Two real peer connections on loopback: with ``send_inline``, a message's packet has
+    gone to DTLS when ``send()`` returns (aiortc alone: a task sends it a loop iteration
+    later); with ``guard_streams(direct=...)`` binary messages reach the callback and not
+    the channel's ``message`` event, and text messages still take the event."""
+    from aiortc import RTCConfiguration
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        ends = {}
+        for name, pc in (("a", a), ("b", b)):
+            ends[name] = pc.createDataChannel("d", ordered=False, maxRetransmits=0,
+                                              negotiated=True, id=0)
+        assert _aiortc.send_inline(a.sctp)
+        direct: asyncio.Queue[bytes] = asyncio.Queue()
+        emitted: asyncio.Queue[bytes | str] = asyncio.Queue()
+        bad: list[str] = []
+        assert _aiortc.guard_streams(b.sctp, lambda stream, why: bad.append(why),
+                                     direct={0: direct.put_nowait})
+        ends["b"].on("message", emitted.put_nowait)
+        opened = asyncio.Event()
+        ends["a"].on("open", opened.set)
+        await negotiate_on_loopback(a, b)
+        await asyncio.wait_for(opened.wait(), 30)
+        sent: list[int] = []
+        dtls = a.sctp.transport
+        original = dtls._send_data
+
+        async def counting(data: bytes) -> None:
+            sent.append(len(data))
+            await original(data)
+
+        dtls._send_data = counting
+        async with asyncio.timeout(30):
+            for i in range(20):
+                before = len(sent)
+                ends["a"].send(bytes([i]) * 200)
+                assert len(sent) > before  # it left in the call
+                assert ends["a"].bufferedAmount == 0
+                assert await direct.get() == bytes([i]) * 200
+            ends["a"].send("text")  # not ours: aiortc's own path, and the event
+            assert await emitted.get() == "text"
+        assert emitted.empty() and not bad
+    finally:
+        await a.close()
+        await b.close()

@@ -126,7 +126,8 @@ def test_request_id_of_finds_the_id(message: Any) -> None:
     '{"type": "host", "game": "g", "public": "yes"}',
     '{"type": "host", "game": "g", "max_players": "8"}',
     '{"type": "host", "game": "g", "max_players": 1}',
-    '{"type": "host", "game": "g", "max_players": 17}',
+    '{"type": "host", "game": "g", "max_players": 33}',
+    '{"type": "quick_match", "game": "g", "max_players": 33}',
     '{"type": "host", "game": ""}',
     '{"type": "hello", "v": 1, "name": ""}',
     '{"type": "signal", "to": "x", "payload": {"kind": "offer", "sdp": "s"}, "from": "y"}',
@@ -135,6 +136,12 @@ def test_request_id_of_finds_the_id(message: Any) -> None:
 def test_strict_schema_refuses(frame: str) -> None:
     with pytest.raises(ProtocolError):
         p.parse_client(frame)
+
+
+def test_a_lobby_holds_up_to_max_players() -> None:
+    for kind in ("host", "quick_match"):
+        message = p.parse_client(f'{{"type": "{kind}", "game": "g", "max_players": 32}}')
+        assert message.max_players == p.MAX_PLAYERS == 32  # type: ignore[union-attr]
 
 
 def test_relayed_signal_uses_from_on_the_wire() -> None:
