@@ -73,9 +73,21 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       ``_remote_max_message_size`` and ``RTCDataChannel._addBufferedAmount``: aiortc queues
       each message and starts a new task to flush the queue; netplay's datagrams are flushed
       in the ``send()`` call instead (:func:`send_inline`), which saves a task and a loop
-      iteration per datagram (aiortc's send path never waits). With ``guard_streams(...,
+      iteration per datagram (aiortc's send path never waits). When nothing is queued
+      (``_data_channel_queue`` and ``_outbound_queue`` empty, ``_association_state``
+      ``State.ESTABLISHED``), the message goes straight to ``_send`` (coroutine method), as
+      the flush would send it, without the buffered-amount round trip and its
+      ``bufferedamountlow`` event. With ``guard_streams(...,
       direct=...)``, binary messages on the given streams go straight to their callback,
       without pyee's ``emit``. Missing: WARNING, aiortc's task per message.
+    - aioice ``Connection.data_received`` and ``Connection._queue`` (what aiortc's DTLS
+      reader task awaits), ``RTCDtlsTransport._ssl``, ``_data_receiver``, ``_write_ssl``,
+      ``__handshake_done``, ``__rx_bytes``, ``__rx_packets`` (name-mangled) and
+      ``RTCSctpTransport._handle_data``: once the link is up, a DTLS application-data record
+      that arrives while that queue is empty is decrypted and handed to SCTP in aioice's
+      datagram callback (:func:`receive_inline`), as aiortc's reader would a loop iteration
+      later; everything else (handshake, alerts, a record behind queued ones) takes aiortc's
+      path. Missing: WARNING, aiortc's reader task per datagram.
 
 ICE pairs (:func:`prefer_direct`, :func:`selected_pair`, :func:`ice_succeeded`)
     - aioice ``Connection.check_complete`` (called through ``self`` when a check ends),
@@ -120,6 +132,7 @@ __all__ = [
     "INITIAL_RTO",
     "finish_close",
     "guard_streams",
+    "receive_inline",
     "send_inline",
     "host_addresses",
     "ice_succeeded",
@@ -156,6 +169,17 @@ _SCTP_FLUSH = "_data_channel_flush"  # RTCSctpTransport
 _SCTP_QUEUE = "_data_channel_queue"  # RTCSctpTransport
 _SCTP_MAX_MESSAGE = "_remote_max_message_size"  # RTCSctpTransport
 _CHANNEL_BUFFERED = "_addBufferedAmount"  # RTCDataChannel
+_SCTP_HANDLE_DATA = "_handle_data"  # RTCSctpTransport
+_SCTP_SEND = "_send"  # RTCSctpTransport
+_SCTP_OUTBOUND = "_outbound_queue"  # RTCSctpTransport
+_SCTP_ASSOCIATION = "_association_state"  # RTCSctpTransport
+_DTLS_SSL = "_ssl"  # RTCDtlsTransport
+_DTLS_RECEIVER = "_data_receiver"  # RTCDtlsTransport
+_DTLS_WRITE_SSL = "_write_ssl"  # RTCDtlsTransport
+_DTLS_HANDSHAKE_DONE = "_RTCDtlsTransport__handshake_done"  # RTCDtlsTransport
+_DTLS_RX_BYTES = "_RTCDtlsTransport__rx_bytes"  # RTCDtlsTransport
+_DTLS_RX_PACKETS = "_RTCDtlsTransport__rx_packets"  # RTCDtlsTransport
+_ICE_QUEUE = "_queue"  # aioice Connection
 _SCTP_PACKET_HEADER = ("_local_port", "_remote_port", "_remote_verification_tag")
 _SCTP_DATA_TYPE = 0  # RFC 4960 3.2: a DATA chunk
 _PC_CONNECT = "_RTCPeerConnection__connect"  # RTCPeerConnection
@@ -570,13 +594,17 @@ def send_inline(sctp: Any) -> bool:
     if getattr(original, "_netplay", False):
         return True
     flush: Any = getattr(sctp, _SCTP_FLUSH, None)
-    queue = getattr(sctp, _SCTP_QUEUE, None)
+    send_now: Any = getattr(sctp, _SCTP_SEND, None)
+    established = getattr(getattr(type(sctp), "State", None), "ESTABLISHED", None)
     if not (callable(original) and inspect.iscoroutinefunction(flush)
-            and isinstance(queue, collections.deque) and hasattr(sctp, _SCTP_MAX_MESSAGE)
+            and inspect.iscoroutinefunction(send_now) and established is not None
+            and isinstance(getattr(sctp, _SCTP_QUEUE, None), collections.deque)
+            and isinstance(getattr(sctp, _SCTP_OUTBOUND, None), collections.deque)
+            and hasattr(sctp, _SCTP_MAX_MESSAGE) and hasattr(sctp, _SCTP_ASSOCIATION)
             and callable(getattr(RTCDataChannel, _CHANNEL_BUFFERED, None))):
-        _fallback("RTCSctpTransport._data_channel_send/_data_channel_flush/"
-                  "_data_channel_queue/_remote_max_message_size, "
-                  "RTCDataChannel._addBufferedAmount",
+        _fallback("RTCSctpTransport._data_channel_send/_data_channel_flush/_send/"
+                  "_data_channel_queue/_outbound_queue/_association_state/State/"
+                  "_remote_max_message_size, RTCDataChannel._addBufferedAmount",
                   "a task and a loop iteration per message sent (more CPU and latency)")
         return False
 
@@ -586,12 +614,90 @@ def send_inline(sctp: Any) -> bool:
         limit = getattr(sctp, _SCTP_MAX_MESSAGE)
         if limit and len(data) > limit:
             return original(channel, data)  # type: ignore[no-any-return]  # aiortc's error
+        queue = getattr(sctp, _SCTP_QUEUE)
+        stream_id = channel.id
+        if not queue and not getattr(sctp, _SCTP_OUTBOUND) and stream_id is not None \
+                and channel.maxPacketLifeTime is None \
+                and getattr(sctp, _SCTP_ASSOCIATION) is established:
+            # what the flush would do with this one message, minus the buffered amount
+            drive(send_now(stream_id, WEBRTC_BINARY, data, expiry=None,
+                           max_retransmits=channel.maxRetransmits, ordered=channel.ordered))
+            return None
         getattr(channel, _CHANNEL_BUFFERED)(len(data))
         queue.append((channel, WEBRTC_BINARY, data))
         drive(flush())
+        return None
 
     send._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_CHANNEL_SEND, send)
+    return True
+
+
+DTLS_APPLICATION_DATA = 23
+"""Content type of a DTLS record that carries application data (RFC 6347 4.1)."""
+
+
+def receive_inline(pc: RTCPeerConnection) -> bool:
+    """Hand ``pc``'s DTLS application data to SCTP in aioice's datagram callback.
+
+    aiortc's DTLS transport reads each datagram in a task from aioice's queue: one queue
+    hand-over, future and task step per datagram, a loop iteration after it arrived. Called
+    once the link is up (its data channel open), this decrypts an application-data record
+    that arrives while the queue is empty at once, and runs SCTP's handling of it in the same
+    call (:func:`drive`). Handshake records, alerts and anything that arrives while the
+    reader task has datagrams queued go through the queue as before, so order is kept and
+    DTLS's own shutdown is aiortc's. An error in SCTP's handling is logged and the link
+    goes on (aiortc's reader would close it). Install it before a link conditioner taps the
+    link, or not at all: a conditioner installed first would be bypassed. False (one
+    WARNING per process) when aiortc or aioice lacks a name it needs.
+    """
+    from OpenSSL import SSL
+
+    sctp: Any = pc.sctp
+    dtls: Any = getattr(sctp, "transport", None)
+    connection = getattr(getattr(dtls, "transport", None), _ICE_CONNECTION, None)
+    original: Any = getattr(connection, _DATA_RECEIVED, None)
+    if getattr(original, "_netplay_inline", False):
+        return True
+    queue = getattr(connection, _ICE_QUEUE, None)
+    ssl = getattr(dtls, _DTLS_SSL, None)
+    write_ssl: Any = getattr(dtls, _DTLS_WRITE_SSL, None)
+    handle: Any = getattr(sctp, _SCTP_HANDLE_DATA, None)
+    if not (callable(original) and isinstance(queue, asyncio.Queue) and ssl is not None
+            and inspect.iscoroutinefunction(write_ssl) and inspect.iscoroutinefunction(handle)
+            and getattr(dtls, _DTLS_RECEIVER, None) is sctp
+            and all(hasattr(dtls, name) for name in (_DTLS_HANDSHAKE_DONE, _DTLS_RX_BYTES,
+                                                     _DTLS_RX_PACKETS))):
+        _fallback("aioice Connection.data_received/_queue, RTCDtlsTransport._ssl/"
+                  "_data_receiver/_write_ssl/__handshake_done/__rx_bytes/__rx_packets, "
+                  "RTCSctpTransport._handle_data",
+                  "a task step and a loop iteration per datagram received (more CPU and "
+                  "latency)")
+        return False
+
+    def data_received(data: bytes, component: int) -> None:
+        if not data or data[0] != DTLS_APPLICATION_DATA or not queue.empty() \
+                or dtls.state != "connected" or not getattr(dtls, _DTLS_HANDSHAKE_DONE):
+            original(data, component)
+            return
+        # what RTCDtlsTransport._recv_next does with a DTLS record
+        setattr(dtls, _DTLS_RX_BYTES, getattr(dtls, _DTLS_RX_BYTES) + len(data))
+        setattr(dtls, _DTLS_RX_PACKETS, getattr(dtls, _DTLS_RX_PACKETS) + 1)
+        ssl.bio_write(data)
+        try:
+            plain = ssl.recv(1500)
+        except SSL.ZeroReturnError:  # the peer shut DTLS down: end the reader, as aiortc's
+            drive(write_ssl())
+            queue.put_nowait(None)  # reader task would on this record
+            return
+        except SSL.Error:
+            plain = b""
+        drive(write_ssl())
+        if plain:
+            drive(handle(plain))
+
+    data_received._netplay_inline = True  # type: ignore[attr-defined]
+    setattr(connection, _DATA_RECEIVED, data_received)
     return True
 
 

@@ -145,6 +145,8 @@ class PeerLink:
         if not self.closed:
             self.opened = True
             logger.debug("link to %s (attempt %d): channel open", self.peer_id, self.attempt)
+            if self.conditioner is None:  # (under a conditioner, its delays come first)
+                _aiortc.receive_inline(self.pc)  # datagrams reach SCTP in aioice's callback
             self._on_open()
 
     def _channel_closed(self) -> None:

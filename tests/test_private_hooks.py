@@ -702,15 +702,8 @@ async def test_inline_send_leaves_in_the_call_and_direct_receive_skips_emit() ->
     gone to DTLS when ``send()`` returns (aiortc alone: a task sends it a loop iteration
     later); with ``guard_streams(direct=...)`` binary messages reach the callback and not
     the channel's ``message`` event, and text messages still take the event."""
-    from aiortc import RTCConfiguration
-
-    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    a, b, ends = data_pair()
     try:
-        ends = {}
-        for name, pc in (("a", a), ("b", b)):
-            ends[name] = pc.createDataChannel("d", ordered=False, maxRetransmits=0,
-                                              negotiated=True, id=0)
         assert _aiortc.send_inline(a.sctp)
         direct: asyncio.Queue[bytes] = asyncio.Queue()
         emitted: asyncio.Queue[bytes | str] = asyncio.Queue()
@@ -744,3 +737,103 @@ async def test_inline_send_leaves_in_the_call_and_direct_receive_skips_emit() ->
     finally:
         await a.close()
         await b.close()
+
+
+def data_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, dict[str, Any]]:
+    """Two peer connections (no ICE servers) with netplay's channel each, not connected."""
+    from aiortc import RTCConfiguration
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    ends = {name: pc.createDataChannel("d", ordered=False, maxRetransmits=0, negotiated=True,
+                                       id=0) for name, pc in (("a", a), ("b", b))}
+    return a, b, ends
+
+
+async def test_canary_dtls_inline_receive(pc: RTCPeerConnection) -> None:
+    from aioice import Connection
+    from aiortc import rtcdtlstransport
+
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_HANDLE_DATA))
+    assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SEND))
+    assert inspect.iscoroutinefunction(getattr(RTCDtlsTransport, _aiortc._DTLS_WRITE_SSL))
+    dtls = pc.sctp.transport
+    for name in (_aiortc._DTLS_SSL, _aiortc._DTLS_HANDSHAKE_DONE, _aiortc._DTLS_RX_BYTES,
+                 _aiortc._DTLS_RX_PACKETS):
+        assert hasattr(dtls, name), name
+    assert getattr(dtls, _aiortc._DTLS_RECEIVER) is None  # SCTP registers itself on start
+    assert f"self.{_aiortc._DTLS_RECEIVER} = receiver" in inspect.getsource(
+        RTCDtlsTransport._register_data_receiver)
+    connection = getattr(ice_of(pc), _aiortc._ICE_CONNECTION)
+    assert isinstance(getattr(connection, _aiortc._ICE_QUEUE), asyncio.Queue)
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_OUTBOUND), __import__("collections").deque)
+    assert getattr(pc.sctp, _aiortc._SCTP_ASSOCIATION) is not RTCSctpTransport.State.ESTABLISHED
+    # what receive_inline does in the reader's place
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    for line in ("data = await self.transport._recv()", "self.__rx_bytes += len(data)",
+                 "self.__rx_packets += 1", "self._ssl.bio_write(data)",
+                 "data = self._ssl.recv(1500)", "except SSL.ZeroReturnError:",
+                 "await self._write_ssl()", "await self._data_receiver._handle_data(data)"):
+        assert line in source, line
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        Connection.data_received)
+    assert "result = await self._queue.get()" in inspect.getsource(Connection.recvfrom)
+    assert rtcdtlstransport.SSL is __import__("OpenSSL").SSL
+
+
+async def test_inline_receive_hands_records_to_sctp_in_aioices_callback() -> None:
+    """Two real peer connections on loopback: once ``receive_inline`` is installed, each
+    message reaches its callback inside aioice's ``data_received`` call (aiortc alone: its
+    DTLS reader task takes it from a queue a loop iteration later); the DTLS counters still
+    count it, and closing the other end still closes this one's DTLS transport."""
+    a, b, ends = data_pair()
+    try:
+        assert _aiortc.send_inline(a.sctp)
+        got: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+        inside = [False]
+        assert _aiortc.guard_streams(b.sctp, lambda stream, why: None,
+                                     direct={0: lambda data: got.put_nowait((data, inside[0]))})
+        opened = asyncio.Event()
+        ends["b"].on("open", opened.set)
+        await negotiate_on_loopback(a, b)
+        await asyncio.wait_for(opened.wait(), 30)
+        assert _aiortc.receive_inline(b)
+        assert _aiortc.receive_inline(b)  # installed once
+        connection = getattr(ice_of(b), _aiortc._ICE_CONNECTION)
+        installed = connection.data_received
+
+        def watching(data: bytes, component: int) -> None:
+            inside[0] = True
+            try:
+                installed(data, component)
+            finally:
+                inside[0] = False
+
+        connection.data_received = watching
+        dtls = b.sctp.transport
+        packets_before = getattr(dtls, _aiortc._DTLS_RX_PACKETS)
+        async with asyncio.timeout(30):
+            for i in range(20):
+                ends["a"].send(bytes([i]) * 100)
+                assert await got.get() == (bytes([i]) * 100, True)
+        assert getattr(dtls, _aiortc._DTLS_RX_PACKETS) >= packets_before + 20
+        closed = asyncio.Event()
+        dtls.on("statechange", lambda: closed.set() if dtls.state == "closed" else None)
+        await a.close()
+        await asyncio.wait_for(closed.wait(), 30)  # a's close_notify: aiortc's reader
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_inline_paths_fall_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    stand_in = SimpleNamespace(sctp=SimpleNamespace())
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        assert not _aiortc.send_inline(stand_in.sctp)
+        assert not _aiortc.send_inline(stand_in.sctp)
+        assert not _aiortc.receive_inline(stand_in)  # type: ignore[arg-type]
+        assert not _aiortc.receive_inline(stand_in)  # type: ignore[arg-type]
+    send, receive = fallbacks(caplog)
+    assert "_data_channel_send" in send and "a task and a loop iteration" in send
+    assert "data_received" in receive and "per datagram received" in receive
+    assert vars(stand_in.sctp) == {}  # nothing installed
