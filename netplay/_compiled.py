@@ -22,6 +22,9 @@ COMPILED_MODULES = (
     "netplay.stats",
     "netplay.delta",
     "netplay.wire",
+    "netplay._unpack",
+    "netplay.state",
+    "netplay.congestion",
 )
 """The modules the compiled build compiles (mypyc needs them to pass ``mypy --strict``)."""
 
