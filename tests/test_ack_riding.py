@@ -24,12 +24,15 @@ pytestmark = pytest.mark.timeout(120)
 TICK = 1 / 30
 
 
-def steady_state(start: float, ticks: int) -> PeerState:
-    """A peer state whose snapshots went out every ``TICK`` since ``start``."""
+def steady_state(start: float, ticks: int, missing: tuple[int, ...] = ()) -> PeerState:
+    """A peer state whose snapshots went out every ``TICK`` since ``start``, and the peer's
+    arrived at the same pace (but for the ones in ``missing``): a clean path, by default."""
     state = PeerState(start)
     for i in range(ticks):
         state.set_pending({"x": i}, i + 1, None)
         state.head(start + i * TICK)
+        if i not in missing:
+            state.snapshots.push(i, i + 1, start + i * TICK, start + i * TICK + 0.001)
     return state
 
 
@@ -44,6 +47,29 @@ def test_next_snapshot_is_expected_one_smoothed_gap_after_the_last() -> None:
     paused.set_pending({"x": 9}, 9, None)
     paused.head(200.0)  # after a long pause: not a gap of the stream
     assert paused.snapshot_gap == pytest.approx(TICK)
+
+
+def test_acks_and_copies_ride_only_on_a_path_seen_clean() -> None:
+    """Riding needs evidence of a clean path: the peer's snapshots arrive, none missing.
+    On a lossy path, or with no snapshots from the peer to judge by, acks and copies go at
+    once (a wait to ride in a state datagram adds to every loss recovery)."""
+    last = 100.0 + 9 * TICK
+    now = last + 0.002
+    clean = SimpleNamespace(state=steady_state(100.0, 10))
+    assert not dataplane.lossy(clean, now)
+    assert dataplane.ride_at(clean, now) == pytest.approx(last + TICK)
+    lost_one = SimpleNamespace(state=steady_state(100.0, 10, missing=(4,)))
+    assert dataplane.lossy(lost_one, now) and dataplane.ride_at(lost_one, now) is None
+    assert DataPlane._ack_deadline(SimpleNamespace(), SimpleNamespace(
+        state=lost_one.state, unacked_datagrams=1), now) == now + ACK_DELAY
+    silent = PeerState(100.0)  # our states go steadily, but the peer sends none
+    for i in range(10):
+        silent.set_pending({"x": i}, i + 1, None)
+        silent.head(100.0 + i * TICK)
+    assert dataplane.lossy(SimpleNamespace(state=silent), now)
+    stale = SimpleNamespace(state=steady_state(100.0, 10))  # its last one long ago
+    later = last + dataplane.RIDE_EVIDENCE + 0.01
+    assert dataplane.lossy(stale, later)
 
 
 def plane_for(state: PeerState, unacked: int = 1) -> tuple[Any, Any]:
