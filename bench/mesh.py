@@ -283,12 +283,14 @@ def run_mesh_once(kind: str, n: int, seconds: float, loop: str = "uvloop",
 def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
              lobby_url: str = "") -> dict[str, float]:
     figures: dict[str, float] = {}
+    from netplay.protocol import MAX_PLAYERS  # (lazily: raw aiortc runs need no netplay)
+
     best = 0
     sizes = [3] if ctx.quick else [2, 4, 8, 12, 16]
     for n in sizes:
-        if kind == "netplay" and n > lobby_max_players():
+        if kind == "netplay" and n > MAX_PLAYERS:
             ctx.progress(f"{prefix} N={n}: not run (a lobby holds at most "
-                         f"{lobby_max_players()} players)")
+                         f"{MAX_PLAYERS} players)")
             continue
         result = ctx.attempt(f"{prefix} N={n}", lambda n=n: run_mesh_once(  # type: ignore[misc]
             kind, n, 1.0 if ctx.quick else 5.0, lobby_url=lobby_url))
@@ -308,16 +310,6 @@ def run_mesh(ctx: Context, kind: str = "aiortc", prefix: str = "mesh_raw",
                 sizes.append(BIGGER_N)  # N = 16 passed: try N = 20 too
     figures[f"{prefix}.max_n_30hz"] = best
     return figures
-
-
-def lobby_max_players() -> int:
-    """The most players the lobby protocol lets one lobby hold (``Host.max_players``)."""
-    from netplay import protocol
-
-    for bound in protocol.Host.model_fields["max_players"].metadata:
-        if hasattr(bound, "le"):
-            return int(bound.le)
-    raise RuntimeError("Host.max_players has no upper bound")
 
 
 BIG_N = 16

@@ -523,6 +523,8 @@ def guard_streams(sctp: Any, on_bad: Callable[[int, str], None],
 
 
 _finishing: set[asyncio.Future[Any]] = set()
+"""Tasks finishing what :func:`drive` started (held here: the loop keeps only weak refs)."""
+_UNSET = object()
 
 
 class _Resume(collections.abc.Coroutine[Any, Any, Any]):
@@ -534,24 +536,21 @@ class _Resume(collections.abc.Coroutine[Any, Any, Any]):
     __slots__ = ("coro", "first")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro: Coroutine[Any, Any, Any] | None = coro
+        self.coro = coro
         self.first = first
 
     def send(self, value: Any) -> Any:
         if self.first is not _UNSET:
             first, self.first = self.first, _UNSET
             return first
-        assert self.coro is not None
         return self.coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         self.first = _UNSET
-        assert self.coro is not None
         return self.coro.throw(typ if val is None else val)
 
     def close(self) -> None:
-        if self.coro is not None:
-            self.coro.close()
+        self.coro.close()
 
     def __await__(self) -> Generator[Any, Any, Any]:
         value: Any = None  # (a task steps it through send/throw; awaiting it works too)
@@ -561,9 +560,6 @@ class _Resume(collections.abc.Coroutine[Any, Any, Any]):
             except StopIteration as stop:
                 return stop.value
             value = yield yielded
-
-
-_UNSET = object()
 
 
 def drive(coro: Coroutine[Any, Any, Any]) -> None:
@@ -684,16 +680,17 @@ def receive_inline(pc: RTCPeerConnection) -> bool:
         setattr(dtls, _DTLS_RX_BYTES, getattr(dtls, _DTLS_RX_BYTES) + len(data))
         setattr(dtls, _DTLS_RX_PACKETS, getattr(dtls, _DTLS_RX_PACKETS) + 1)
         ssl.bio_write(data)
+        plain: bytes | None
         try:
             plain = ssl.recv(1500)
-        except SSL.ZeroReturnError:  # the peer shut DTLS down: end the reader, as aiortc's
-            drive(write_ssl())
-            queue.put_nowait(None)  # reader task would on this record
-            return
+        except SSL.ZeroReturnError:
+            plain = None
         except SSL.Error:
             plain = b""
         drive(write_ssl())
-        if plain:
+        if plain is None:  # the peer shut DTLS down: end the reader task, as it would have
+            queue.put_nowait(None)  # ended on this record
+        elif plain:
             drive(handle(plain))
 
     data_received._netplay_inline = True  # type: ignore[attr-defined]

@@ -68,7 +68,7 @@ MIN_RTO_MARGIN = 0.01
 RIDE_EVIDENCE = 1.0
 """Seconds: acks and copies ride in state datagrams only while snapshots from the peer arrived
 this recently, with none missing in :class:`~netplay.snapshots.SnapshotBuffer`'s loss window
-(evidence of a clean path; see ``DataPlane._lossy``)."""
+(evidence of a clean path; see :func:`lossy`)."""
 FEEDBACK_INTERVAL = 0.05
 """Seconds: a peer that streams snapshots to us hears back at least this often (acks for its
 delta baselines and its slow-link detection, clock echo), even when we send nothing."""

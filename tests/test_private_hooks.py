@@ -240,15 +240,9 @@ async def test_tune_bundles_held_sacks_into_data_packets() -> None:
     both ways do: with ``tune``, the SACK each end holds rides in its next DATA packet, so
     each message costs one packet on the wire (aiortc alone: two, the message and its SACK),
     and both ends still see everything acknowledged."""
-    from aiortc import RTCConfiguration
-
-    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    a, b, ends = data_pair()
     try:
-        ends = {}
-        for name, pc in (("a", a), ("b", b)):
-            ends[name] = pc.createDataChannel("d", ordered=False, maxRetransmits=0,
-                                              negotiated=True, id=0)
+        for pc in (a, b):
             assert _aiortc.tune(pc.sctp)
         got: dict[str, asyncio.Queue[bytes]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
         ends["a"].on("message", got["a"].put_nowait)
