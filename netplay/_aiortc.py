@@ -47,7 +47,10 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       RTO it computes is kept at most :data:`MAX_RTO`; aiortc samples RTT on chunks that
       waited behind a gap and let the RTO grow past 12 s, which turned a few lost SACKs into
       a dead link (the likely cause of aiortc#1086 "Problems with ForwardTsnChunk" too).
-      Missing: WARNING, aiortc's RTO.
+      ``_srtt`` and ``_rttvar`` (its estimate, set by ``_update_rto``): the RTO is
+      recomputed from them with a floor of :data:`MIN_RTO` instead of RFC 4960's 1 s.
+      Missing: WARNING, aiortc's RTO (without them: its 1 s floor, a lost window tail
+      stops a link for a second).
     - ``RTCSctpTransport._receive_sack_chunk`` (coroutine method, awaited through ``self``
       for every SACK) and ``_cwnd``: after each SACK the congestion window is raised back to
       :data:`CWND_FLOOR` if it fell below. SCTP halves it for every loss, random or not, and
@@ -56,6 +59,14 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       events and acks together. netplay paces and recovers its own data, so SCTP's window
       only needs to stay out of the way. Missing: WARNING, aiortc's window (states and events
       starved under loss).
+      ``_sent_queue`` and its chunks' ``_acked`` and ``_abandoned``: the RTT sample aiortc
+      takes from a SACK (its oldest chunk in flight) is skipped when that chunk was
+      gap-acked or abandoned before (Karn's rule; see ``_update_rto`` above). Missing:
+      WARNING, every sample is taken (those above :data:`MAX_RTO` still capped).
+      ``RTCSctpTransport._t3_expired`` (plain method, scheduled as ``self._t3_expired``):
+      when the retransmission timer fires, the window is raised to the floor at once;
+      aiortc's one packet per round trip until a SACK arrived turned one more lost packet
+      or SACK into another timeout. Missing: WARNING, aiortc's one-packet window after T3.
     - ``RTCSctpTransport._send_sack`` (coroutine method, awaited through ``self`` after
       every packet that needs one), ``_sack_needed``, ``_sack_misordered``,
       ``_sack_duplicates`` and ``_last_received_tsn``: in-order packets are acknowledged
@@ -156,8 +167,14 @@ _SCTP_RECEIVE = "_data_channel_receive"  # RTCSctpTransport
 _SCTP_CHANNELS = "_data_channels"  # RTCSctpTransport
 _SCTP_RTO = "_rto"  # RTCSctpTransport
 _SCTP_UPDATE_RTO = "_update_rto"  # RTCSctpTransport
+_SCTP_RTT_ESTIMATE = ("_srtt", "_rttvar")  # RTCSctpTransport, set by _update_rto
 _SCTP_SACK = "_receive_sack_chunk"  # RTCSctpTransport
 _SCTP_CWND = "_cwnd"  # RTCSctpTransport
+_SCTP_T3_EXPIRED = "_t3_expired"  # RTCSctpTransport, scheduled as self._t3_expired
+_SCTP_SENT_QUEUE = "_sent_queue"  # RTCSctpTransport: deque of DataChunk, oldest first
+_CHUNK_ACKED = "_acked"  # DataChunk: gap-acked
+_CHUNK_ABANDONED = "_abandoned"  # DataChunk: given up (partial reliability)
+_STALE_SAMPLE = "_netplay_stale_sample"  # netplay's own flag on the RTCSctpTransport
 _SCTP_SEND_SACK = "_send_sack"  # RTCSctpTransport
 _SCTP_SACK_NEEDED = "_sack_needed"  # RTCSctpTransport
 _SCTP_MISORDERED = "_sack_misordered"  # RTCSctpTransport
@@ -438,7 +455,16 @@ uses it (netplay sends nothing SCTP retransmits; on expiry SCTP abandons what is
 which still arrives if it was not lost). aiortc
 measures RTT on a chunk that was gap-acked long before the cumulative ack reached it, which
 let its RTO grow past 12 s under loss; with the last SACKs lost and the window full, nothing
-then moved until that timer fired, and the link was declared dead first."""
+then moved until that timer fired, and the link was declared dead first. RTT samples above
+it are taken as this value (they cannot move the RTO past it anyway)."""
+MIN_RTO = 0.2
+"""Seconds: the shortest SCTP retransmission timeout once the association is up (aiortc:
+RFC 4960's RTO.Min of 1 s; Linux TCP's floor is 200 ms). Below it SCTP's own estimate,
+SRTT + 4 RTTVAR, is used as is. When the tail of a full window is lost (a burst of loss
+while a transfer runs), no later packet reports it missing and nothing moves until T3
+fires: states and events then stopped for a whole second. RFC 4960's floor guards against
+spurious retransmissions; netplay has SCTP retransmit nothing, so a T3 that fires early
+only abandons chunks that still arrive."""
 SACK_EVERY = 2
 """SCTP acknowledges every second packet that arrives in order (RFC 4960 6.2's delayed ack:
 "at least every second packet"); aiortc acknowledges every packet. A SACK costs both ends a
@@ -701,8 +727,9 @@ def receive_inline(pc: RTCPeerConnection) -> bool:
 def tune(sctp: Any) -> bool:
     """Tune one SCTP transport for netplay: lower its initial RTO to :data:`INITIAL_RTO`
     (aiortc: RFC 4960's 3 s), so a lost INIT or COOKIE under heavy loss costs well under a
-    second of set-up, keep every later RTO at most :data:`MAX_RTO`, its congestion window at
-    least :data:`CWND_FLOOR` (see the module docstring), and acknowledge every second packet
+    second of set-up, keep every later RTO between :data:`MIN_RTO` and :data:`MAX_RTO`, its
+    congestion window at least :data:`CWND_FLOOR` after every SACK and every retransmission
+    timeout (see the module docstring), and acknowledge every second packet
     (:data:`SACK_EVERY`). False (one WARNING per process and missing name) when aiortc lacks
     what a part needs; that part is then left as aiortc runs it.
     """
@@ -860,17 +887,46 @@ def _floor_cwnd(sctp: Any) -> bool:
         return False
 
     async def floored_receive_sack(chunk: Any) -> None:
-        await receive_sack(chunk)
+        # Karn's rule for the RTT sample aiortc may take from this SACK (the oldest chunk in
+        # flight): not when it was gap-acked or abandoned earlier, since it then waited for
+        # a hole, not a round trip (see _bound_rto)
+        queue = getattr(sctp, _SCTP_SENT_QUEUE, None)
+        head = queue[0] if queue else None
+        setattr(sctp, _STALE_SAMPLE, head is not None and (
+            getattr(head, _CHUNK_ACKED, False) or getattr(head, _CHUNK_ABANDONED, False)))
+        try:
+            await receive_sack(chunk)
+        finally:
+            setattr(sctp, _STALE_SAMPLE, False)
         if getattr(sctp, _SCTP_CWND) < CWND_FLOOR:
             setattr(sctp, _SCTP_CWND, CWND_FLOOR)
 
     floored_receive_sack._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_SACK, floored_receive_sack)
-    return True
+    karn = isinstance(getattr(sctp, _SCTP_SENT_QUEUE, None), collections.deque)
+    if not karn:
+        _fallback("RTCSctpTransport._sent_queue",
+                  "SCTP's RTT samples include time spent waiting behind a hole (its "
+                  "retransmission timeout stays near the 1 s ceiling under loss)")
+    t3_expired = getattr(sctp, _SCTP_T3_EXPIRED, None)
+    if t3_expired is None or inspect.iscoroutinefunction(t3_expired):
+        _fallback("RTCSctpTransport._t3_expired",
+                  "after SCTP's retransmission timer fires, one packet per round trip moves "
+                  "until a SACK arrives (one lost packet or SACK: another timeout)")
+        return False
+
+    def floored_t3_expired() -> None:
+        t3_expired()  # schedules _transmit, which runs after this returns
+        if getattr(sctp, _SCTP_CWND) < CWND_FLOOR:
+            setattr(sctp, _SCTP_CWND, CWND_FLOOR)
+
+    setattr(sctp, _SCTP_T3_EXPIRED, floored_t3_expired)
+    return karn
 
 
 def _bound_rto(sctp: Any) -> bool:
-    """Keep ``sctp``'s RTO at most :data:`MAX_RTO` whenever aiortc updates it."""
+    """Keep ``sctp``'s RTO between :data:`MIN_RTO` and :data:`MAX_RTO` whenever aiortc
+    updates it (SRTT + 4 RTTVAR in between, as aiortc computes it)."""
     update_rto = getattr(sctp, _SCTP_UPDATE_RTO, None)
     if getattr(update_rto, "_netplay", False):
         return True
@@ -879,14 +935,29 @@ def _bound_rto(sctp: Any) -> bool:
                   "SCTP's retransmission timeout can grow to many seconds under loss (stalls)")
         return False
 
+    estimate = all(hasattr(sctp, name) for name in _SCTP_RTT_ESTIMATE)
+    if not estimate:
+        _fallback("RTCSctpTransport._srtt/_rttvar",
+                  "SCTP's retransmission timeout keeps RFC 4960's 1 s floor (a window tail "
+                  "lost in a burst stops the link for a second)")
+
     def bounded_update_rto(rtt: float) -> None:
-        update_rto(rtt)
-        if getattr(sctp, _SCTP_RTO) > MAX_RTO:
+        # aiortc samples chunks that were gap-acked or abandoned long before the cumulative
+        # ack reached them; under 20% loss such samples drove SRTT past 11 s (and kept the
+        # RTO at the ceiling for seconds after). The SACK hook flags them (_floor_cwnd);
+        # any other sample above the ceiling can only say "the ceiling".
+        if getattr(sctp, _STALE_SAMPLE, False):
+            return
+        update_rto(min(rtt, MAX_RTO))
+        srtt, rttvar = (getattr(sctp, name, None) for name in _SCTP_RTT_ESTIMATE)
+        if isinstance(srtt, float | int) and isinstance(rttvar, float | int):
+            setattr(sctp, _SCTP_RTO, min(MAX_RTO, max(MIN_RTO, srtt + 4 * rttvar)))
+        elif getattr(sctp, _SCTP_RTO) > MAX_RTO:
             setattr(sctp, _SCTP_RTO, MAX_RTO)
 
     bounded_update_rto._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_UPDATE_RTO, bounded_update_rto)
-    return True
+    return estimate
 
 
 # -- closing ------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ per process, or, where running without it would quietly do something else, a cle
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -26,7 +28,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
-from aiortc.rtcsctptransport import RTCSctpTransport
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, DataChunk, RTCSctpTransport, SackChunk
 
 import netplay
 from netplay import _aiortc
@@ -151,11 +153,71 @@ async def test_canary_sctp_update_rto(pc: RTCPeerConnection) -> None:
     assert f"self.{_aiortc._SCTP_UPDATE_RTO}(" in source  # through self: the instance wins
 
 
+async def test_canary_sctp_rtt_estimate(pc: RTCPeerConnection) -> None:
+    for name in _aiortc._SCTP_RTT_ESTIMATE:
+        assert getattr(pc.sctp, name) is None  # no sample yet
+    pc.sctp._update_rto(0.05)
+    assert [getattr(pc.sctp, name) for name in _aiortc._SCTP_RTT_ESTIMATE] == [0.05, 0.025]
+    source = inspect.getsource(RTCSctpTransport._update_rto)
+    assert "self._srtt + 4 * self._rttvar" in source  # the RTO netplay recomputes
+
+
 async def test_canary_sctp_congestion_window(pc: RTCPeerConnection) -> None:
     source = inspect.getsource(RTCSctpTransport)
     assert inspect.iscoroutinefunction(getattr(RTCSctpTransport, _aiortc._SCTP_SACK))
     assert f"await self.{_aiortc._SCTP_SACK}(" in source  # through self: the instance wins
     assert isinstance(getattr(pc.sctp, _aiortc._SCTP_CWND), int)
+    # the T3 timer is scheduled with the bound method looked up on self: the instance wins
+    t3 = getattr(RTCSctpTransport, _aiortc._SCTP_T3_EXPIRED)
+    assert callable(t3) and not inspect.iscoroutinefunction(t3)
+    for scheduler in (RTCSctpTransport._t3_start, RTCSctpTransport._t3_restart):
+        assert f"self._rto, self.{_aiortc._SCTP_T3_EXPIRED})" in inspect.getsource(scheduler)
+
+
+async def test_canary_sctp_sent_queue(pc: RTCPeerConnection) -> None:
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_SENT_QUEUE), collections.deque)
+    source = inspect.getsource(RTCSctpTransport._receive_sack_chunk)
+    # the sample is the oldest chunk in flight, taken whether or not it was gap-acked
+    assert f"schunk = self.{_aiortc._SCTP_SENT_QUEUE}.popleft()" in source
+    assert "if done == 1 and schunk._sent_count == 1:" in source
+    assert f"schunk.{_aiortc._CHUNK_ACKED} = True" in source
+    send = inspect.getsource(RTCSctpTransport._send)
+    for name in (_aiortc._CHUNK_ACKED, _aiortc._CHUNK_ABANDONED):
+        assert f"chunk.{name} = False" in send
+
+
+@pytest.mark.parametrize("waited", [None, "_acked", "_abandoned"])
+async def test_tune_skips_rtt_samples_of_chunks_that_waited_behind_a_hole(
+        pc: RTCPeerConnection, waited: str | None) -> None:
+    sctp = pc.sctp
+    assert _aiortc.tune(sctp)
+    chunk = DataChunk()
+    chunk.tsn = sctp._local_tsn
+    chunk._acked = chunk._abandoned = chunk._in_flight = False
+    chunk._book_size, chunk._sent_count, chunk._sent_time = 0, 1, time.time() - 5.0
+    if waited is not None:
+        setattr(chunk, waited, True)  # it waited 5 s for a hole before the cumulative ack
+    sctp._sent_queue.append(chunk)
+    sack = SackChunk()
+    sack.cumulative_tsn, sack.advertised_rwnd = chunk.tsn, 1 << 20
+    await sctp._receive_sack_chunk(sack)
+    assert not sctp._sent_queue  # acknowledged
+    if waited is None:
+        assert sctp._srtt == _aiortc.MAX_RTO  # a fresh 5 s sample, taken as the ceiling
+    else:
+        assert sctp._srtt is None  # no sample
+    assert not getattr(sctp, _aiortc._STALE_SAMPLE)
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+async def test_tune_floors_the_window_when_t3_fires(pc: RTCPeerConnection, tuned: bool) -> None:
+    sctp = pc.sctp
+    if tuned:
+        assert _aiortc.tune(sctp)
+    sctp._t3_expired()  # nothing in flight: only the window changes
+    await asyncio.sleep(0)  # the _transmit it scheduled
+    # aiortc drops the window to one packet: until a SACK, one packet per round trip
+    assert sctp._cwnd == (_aiortc.CWND_FLOOR if tuned else USERDATA_MAX_LENGTH)
 
 
 async def test_tune_keeps_the_window_at_the_floor_after_a_sack(pc: RTCPeerConnection) -> None:
@@ -364,14 +426,51 @@ async def test_handshake_datagrams_go_twice_and_data_once() -> None:
         await b.close()
 
 
-async def test_tune_keeps_the_rto_at_most_max_rto(pc: RTCPeerConnection) -> None:
+async def test_tune_keeps_the_rto_between_min_rto_and_max_rto(pc: RTCPeerConnection) -> None:
     sctp = pc.sctp
     assert _aiortc.tune(sctp)
     assert _aiortc.tune(sctp)  # idempotent: wrapped once
     sctp._update_rto(12.0)  # a chunk that waited behind a gap for 12 s
     assert sctp._rto == _aiortc.MAX_RTO
-    sctp._update_rto(0.01)
-    assert sctp._rto <= _aiortc.MAX_RTO
+    for _ in range(100):  # a steady 10 ms path: SRTT + 4 RTTVAR far below RFC 4960's 1 s
+        sctp._update_rto(0.01)
+    assert sctp._rto == _aiortc.MIN_RTO < 1.0
+    for _ in range(100):  # a steady 300 ms path
+        sctp._update_rto(0.3)
+    assert _aiortc.MIN_RTO < sctp._rto < 1.0
+    assert sctp._rto == pytest.approx(sctp._srtt + 4 * sctp._rttvar)
+
+
+def test_tune_without_t3_expired_floors_the_window_only_after_sacks(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def receive_sack(chunk: Any) -> None:
+        stand_in._cwnd = 1200  # a loss halved it
+
+    stand_in = SimpleNamespace(_cwnd=4800, _receive_sack_chunk=receive_sack,
+                               _sent_queue=collections.deque())
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        assert not _aiortc._floor_cwnd(stand_in)
+    [warning] = fallbacks(caplog)
+    assert "_t3_expired" in warning and "one packet" in warning
+    asyncio.run(stand_in._receive_sack_chunk(None))
+    assert stand_in._cwnd == _aiortc.CWND_FLOOR  # the SACK half still works
+    assert not hasattr(stand_in, "_t3_expired")
+
+
+def test_tune_without_the_rtt_estimate_keeps_only_the_ceiling(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def update_rto(rtt: float) -> None:
+        stand_in._rto = max(1.0, 4 * rtt)  # aiortc's RFC 4960 floor
+
+    stand_in = SimpleNamespace(_rto=3.0, _update_rto=update_rto)
+    with caplog.at_level(logging.WARNING, logger="netplay"):
+        assert not _aiortc._bound_rto(stand_in)
+    [warning] = fallbacks(caplog)
+    assert "_srtt" in warning and "1 s floor" in warning
+    stand_in._update_rto(12.0)
+    assert stand_in._rto == _aiortc.MAX_RTO
+    stand_in._update_rto(0.01)
+    assert stand_in._rto == 1.0  # aiortc's own value, untouched
 
 
 async def test_guard_installs_on_a_real_transport(pc: RTCPeerConnection) -> None:

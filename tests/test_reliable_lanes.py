@@ -207,3 +207,41 @@ async def test_a_minute_at_twenty_percent_loss_with_states_events_and_a_transfer
         assert percentile(gaps, 0.99) < 0.3, percentile(gaps, 0.99)
         assert max(gaps) < 1.0, max(gaps)
         assert not rebuilt(a) and not rebuilt(b)  # no link drop
+
+
+async def test_states_resume_soon_after_a_blackout_in_the_middle_of_a_transfer(
+        lobby: Any) -> None:
+    # A transfer keeps SCTP's window full; a blackout loses the whole window (the tail of the
+    # flight: no later packet arrives to report it missing), so SCTP moves again only when
+    # its retransmission timer fires. With aiortc's RFC 4960 floor of 1 s, states stopped for
+    # a second after each blackout (a 1.02 s gap in the 20%-loss minute below).
+    path = ConditionerConfig(latency_ms=20, loss=0.05, seed=7)
+    dark = ConditionerConfig(latency_ms=20, loss=1.0)
+    async with full_mesh(lobby, 2, channels=CHANNELS) as (a, b):
+        a.set_conditioner(path)
+        blob = bytes(range(256)) * (6 * 4096)  # 6 MiB: still crossing when the test ends
+        a.channel("bulk").send(blob)
+        recoveries: list[float] = []
+        tick = 0
+        blackout_end: float | None = None
+        next_blackout = time.monotonic() + 1.5
+        while len(recoveries) < 5:
+            tick += 1
+            now = time.monotonic()
+            a.send_state({"sent": now})
+            if blackout_end is None and now >= next_blackout:
+                a.set_conditioner(dark)
+                await asyncio.sleep(0.3)
+                a.set_conditioner(path)
+                blackout_end = time.monotonic()
+            for _, state in b.channel("state").receive():
+                if blackout_end is not None and state["sent"] >= blackout_end:
+                    recoveries.append(time.monotonic() - blackout_end)
+                    blackout_end = None
+                    next_blackout = time.monotonic() + 1.0
+            assert blackout_end is None or now - blackout_end < 10, "states never resumed"
+            await asyncio.sleep(1 / 30)
+        assert b.channel("bulk").receive() == []  # the window was full all along
+        # within a few round trips of the path coming back (1 s timer: 0.7 s or more)
+        assert max(recoveries) < 0.5, recoveries
+        assert not rebuilt(a) and not rebuilt(b)
