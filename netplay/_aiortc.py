@@ -63,6 +63,12 @@ SCTP (:func:`guard_streams`, :func:`tune`)
       takes from a SACK (its oldest chunk in flight) is skipped when that chunk was
       gap-acked or abandoned before (Karn's rule; see ``_update_rto`` above). Missing:
       WARNING, every sample is taken (those above :data:`MAX_RTO` still capped).
+      ``RTCSctpTransport._update_advanced_peer_ack_point`` (plain method, called through
+      ``self`` after every SACK and timeout) and ``_advanced_peer_ack_tsn``: the FORWARD
+      TSN also skips chunks the peer gap-acked, when each is a whole unordered message
+      (aiortc skips only abandoned ones, so the peer's cumulative ack passed one hole per
+      round trip and fell behind for good at 10% loss with a transfer running). Missing:
+      WARNING, aiortc's rule.
       ``RTCSctpTransport._t3_expired`` (plain method, scheduled as ``self._t3_expired``):
       when the retransmission timer fires, the window is raised to the floor at once;
       aiortc's one packet per round trip until a SACK arrived turned one more lost packet
@@ -175,6 +181,8 @@ _SCTP_SENT_QUEUE = "_sent_queue"  # RTCSctpTransport: deque of DataChunk, oldest
 _CHUNK_ACKED = "_acked"  # DataChunk: gap-acked
 _CHUNK_ABANDONED = "_abandoned"  # DataChunk: given up (partial reliability)
 _STALE_SAMPLE = "_netplay_stale_sample"  # netplay's own flag on the RTCSctpTransport
+_SCTP_ADVANCE = "_update_advanced_peer_ack_point"  # RTCSctpTransport, called through self
+_SCTP_ADVANCED_TSN = "_advanced_peer_ack_tsn"  # RTCSctpTransport: RFC 3758's point
 _SCTP_SEND_SACK = "_send_sack"  # RTCSctpTransport
 _SCTP_SACK_NEEDED = "_sack_needed"  # RTCSctpTransport
 _SCTP_MISORDERED = "_sack_misordered"  # RTCSctpTransport
@@ -745,7 +753,8 @@ def tune(sctp: Any) -> bool:
     bounded = _bound_rto(sctp)
     floored = _floor_cwnd(sctp)
     delayed = _delay_sacks(sctp)
-    return bounded and floored and delayed and ok
+    skipping = _forward_past_received(sctp)
+    return bounded and floored and delayed and skipping and ok
 
 
 def _delay_sacks(sctp: Any) -> bool:
@@ -922,6 +931,52 @@ def _floor_cwnd(sctp: Any) -> bool:
 
     setattr(sctp, _SCTP_T3_EXPIRED, floored_t3_expired)
     return karn
+
+
+_WHOLE_UNORDERED = (rtcsctptransport.SCTP_DATA_UNORDERED | rtcsctptransport.SCTP_DATA_FIRST_FRAG
+                    | rtcsctptransport.SCTP_DATA_LAST_FRAG)
+
+
+def _forward_past_received(sctp: Any) -> bool:
+    """Let ``sctp``'s FORWARD TSN skip chunks the peer already acknowledged in a gap block
+    too, not only abandoned ones, when each is a whole unordered message.
+
+    aiortc follows RFC 3758 C2 to the letter: the Advanced.Peer.Ack.Point moves only over
+    abandoned chunks, so a gap-acked chunk right after a lost one stops it, and the peer's
+    cumulative ack passes one hole per round trip. With a transfer in flight at 10% loss
+    or more, holes come faster than that: the queue of chunks waiting for the cumulative
+    ack grew to thousands, each SACK walked all of it, and states waited behind the
+    window. The letter of the RFC protects a receiver that reneges on gap-acked data;
+    aiortc never does, and a lost netplay datagram is netplay's to recover. Chunks of a
+    split or ordered message are left to aiortc's rule (skipping one fragment would make
+    the peer drop its half-assembled message)."""
+    update: Any = getattr(sctp, _SCTP_ADVANCE, None)
+    if getattr(update, "_netplay", False):
+        return True
+    if not (callable(update) and not inspect.iscoroutinefunction(update)
+            and isinstance(getattr(sctp, _SCTP_SENT_QUEUE, None), collections.deque)
+            and isinstance(getattr(sctp, _SCTP_ADVANCED_TSN, None), int)):
+        _fallback("RTCSctpTransport._update_advanced_peer_ack_point/_advanced_peer_ack_tsn/"
+                  "_sent_queue",
+                  "under 10% loss or more with a transfer, SCTP's cumulative ack falls "
+                  "behind for good (queues of thousands of chunks, states held back)")
+        return False
+    queue: collections.deque[Any] = getattr(sctp, _SCTP_SENT_QUEUE)
+
+    def advance() -> None:
+        update()
+        while queue:
+            head = queue[0]
+            if not getattr(head, _CHUNK_ACKED, False) \
+                    or head.flags & _WHOLE_UNORDERED != _WHOLE_UNORDERED:
+                return
+            queue.popleft()  # already out of the flight size (gap-acked)
+            setattr(sctp, _SCTP_ADVANCED_TSN, head.tsn)
+            update()  # the abandoned chunks after it, and the FORWARD TSN chunk
+
+    advance._netplay = True  # type: ignore[attr-defined]
+    setattr(sctp, _SCTP_ADVANCE, advance)
+    return True
 
 
 def _bound_rto(sctp: Any) -> bool:

@@ -28,7 +28,15 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
-from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, DataChunk, RTCSctpTransport, SackChunk
+from aiortc.rtcsctptransport import (
+    SCTP_DATA_FIRST_FRAG,
+    SCTP_DATA_LAST_FRAG,
+    SCTP_DATA_UNORDERED,
+    USERDATA_MAX_LENGTH,
+    DataChunk,
+    RTCSctpTransport,
+    SackChunk,
+)
 
 import netplay
 from netplay import _aiortc
@@ -207,6 +215,65 @@ async def test_tune_skips_rtt_samples_of_chunks_that_waited_behind_a_hole(
     else:
         assert sctp._srtt is None  # no sample
     assert not getattr(sctp, _aiortc._STALE_SAMPLE)
+
+
+async def test_canary_sctp_advanced_peer_ack_point(pc: RTCPeerConnection) -> None:
+    update = getattr(RTCSctpTransport, _aiortc._SCTP_ADVANCE)
+    assert callable(update) and not inspect.iscoroutinefunction(update)
+    for caller in (RTCSctpTransport._receive_sack_chunk, RTCSctpTransport._t3_expired):
+        assert f"self.{_aiortc._SCTP_ADVANCE}()" in inspect.getsource(caller)
+    assert isinstance(getattr(pc.sctp, _aiortc._SCTP_ADVANCED_TSN), int)
+    source = inspect.getsource(update)
+    # RFC 3758 C2 to the letter: only abandoned chunks move the point
+    assert "while self._sent_queue and self._sent_queue[0]._abandoned:" in source
+    assert f"self.{_aiortc._SCTP_ADVANCED_TSN} = chunk.tsn" in source
+
+
+def sent_chunk(tsn: int, flags: int, *, acked: bool = False, abandoned: bool = False) -> Any:
+    chunk = DataChunk(flags=flags)
+    chunk.tsn, chunk.stream_id, chunk.stream_seq = tsn, 0, 0
+    chunk._acked, chunk._abandoned, chunk._in_flight = acked, abandoned, False
+    return chunk
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+async def test_tune_forwards_past_received_whole_unordered_messages(
+        pc: RTCPeerConnection, tuned: bool) -> None:
+    sctp = pc.sctp
+    if tuned:
+        assert _aiortc.tune(sctp)
+    whole = SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
+    base = sctp._last_sacked_tsn
+    sctp._sent_queue.extend([
+        sent_chunk(base + 1, whole, abandoned=True),  # lost
+        sent_chunk(base + 2, whole, acked=True),  # arrived (gap-acked)
+        sent_chunk(base + 3, whole, abandoned=True),  # lost
+        sent_chunk(base + 4, whole, acked=True),
+        sent_chunk(base + 5, SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG, acked=True),  # half
+        sent_chunk(base + 6, SCTP_DATA_UNORDERED | SCTP_DATA_LAST_FRAG),  # in flight
+    ])
+    sctp._update_advanced_peer_ack_point()
+    forward = sctp._forward_tsn_chunk
+    assert forward is not None and not forward.streams
+    if tuned:  # up to the first fragment of a message still in flight
+        assert forward.cumulative_tsn == base + 4
+        assert [chunk.tsn for chunk in sctp._sent_queue] == [base + 5, base + 6]
+    else:  # aiortc: one hole at a time
+        assert forward.cumulative_tsn == base + 1
+        assert len(sctp._sent_queue) == 5
+
+
+async def test_tune_leaves_ordered_chunks_to_aiortc(pc: RTCPeerConnection) -> None:
+    sctp = pc.sctp
+    assert _aiortc.tune(sctp)
+    base = sctp._last_sacked_tsn
+    ordered = SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
+    sctp._sent_queue.extend([sent_chunk(base + 1, ordered, abandoned=True),
+                             sent_chunk(base + 2, ordered, acked=True)])
+    sctp._update_advanced_peer_ack_point()
+    assert sctp._forward_tsn_chunk.cumulative_tsn == base + 1
+    assert sctp._forward_tsn_chunk.streams == [(0, 0)]  # aiortc's bookkeeping of the stream
+    assert [chunk.tsn for chunk in sctp._sent_queue] == [base + 2]
 
 
 @pytest.mark.parametrize("tuned", [True, False])
@@ -570,11 +637,12 @@ def test_tune_falls_back_with_one_warning_per_missing_part(
     with caplog.at_level(logging.WARNING, logger="netplay"):
         assert not _aiortc.tune(stand_in)
         assert not _aiortc.tune(stand_in)
-    rto, update, window, sack = fallbacks(caplog)
+    rto, update, window, sack, forward = fallbacks(caplog)
     assert "_rto" in rto and "3 s" in rto
     assert "_update_rto" in update and "many seconds" in update
     assert "_receive_sack_chunk" in window and "congestion window" in window
     assert "_send_sack" in sack and "every packet" in sack
+    assert "_update_advanced_peer_ack_point" in forward and "falls behind" in forward
     assert vars(stand_in) == {}
 
 

@@ -245,3 +245,32 @@ async def test_states_resume_soon_after_a_blackout_in_the_middle_of_a_transfer(
         # within a few round trips of the path coming back (1 s timer: 0.7 s or more)
         assert max(recoveries) < 0.5, recoveries
         assert not rebuilt(a) and not rebuilt(b)
+
+
+async def test_sctps_cumulative_ack_keeps_up_with_a_transfer_at_ten_percent_loss(
+        lobby: Any) -> None:
+    # aiortc's FORWARD TSN moved only over abandoned chunks, so the peer's cumulative ack
+    # passed one hole per round trip; at 10% loss a transfer makes holes faster than that,
+    # and the chunks waiting for the cumulative ack grew to over a thousand in 20 s (every
+    # SACK walks them all: four times the CPU)
+    async with full_mesh(lobby, 2, channels=CHANNELS) as (a, b):
+        a.set_conditioner(ConditionerConfig(latency_ms=20, loss=0.1, seed=3))
+        link = a._remotes[b.peer_id].link
+        assert link is not None
+        sctp = link.pc.sctp
+        blob = bytes(range(256)) * 4096
+        a.channel("bulk").send(blob)
+        waiting: list[int] = []
+        transfers = 0
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            a.send_state({"sent": time.monotonic()})
+            for _ in b.channel("bulk").receive():
+                transfers += 1
+                a.channel("bulk").send(blob)
+            waiting.append(len(sctp._sent_queue))
+            await asyncio.sleep(1 / 30)
+        assert transfers >= 1
+        # a window's worth (16 KiB: about 15 chunks) and the holes of a round trip or two
+        assert max(waiting) < 200, max(waiting)
+        assert not rebuilt(a) and not rebuilt(b)
