@@ -271,6 +271,6 @@ async def test_sctps_cumulative_ack_keeps_up_with_a_transfer_at_ten_percent_loss
             waiting.append(len(sctp._sent_queue))
             await asyncio.sleep(1 / 30)
         assert transfers >= 1
-        # a window's worth (16 KiB: about 15 chunks) and the holes of a round trip or two
+        # a window's worth (32 KiB: about 28 chunks) and the holes of a round trip or two
         assert max(waiting) < 200, max(waiting)
         assert not rebuilt(a) and not rebuilt(b)
