@@ -740,9 +740,10 @@ def tune(sctp: Any) -> bool:
     (aiortc: RFC 4960's 3 s), so a lost INIT or COOKIE under heavy loss costs well under a
     second of set-up, keep every later RTO between :data:`MIN_RTO` and :data:`MAX_RTO`, its
     congestion window at least :data:`CWND_FLOOR` after every SACK and every retransmission
-    timeout (see the module docstring), and acknowledge every second packet
-    (:data:`SACK_EVERY`). False (one WARNING per process and missing name) when aiortc lacks
-    what a part needs; that part is then left as aiortc runs it.
+    timeout (see the module docstring), acknowledge every second packet
+    (:data:`SACK_EVERY`), and let FORWARD TSNs skip what the peer already received
+    (:func:`_forward_past_received`). False (one WARNING per process and missing name) when
+    aiortc lacks what a part needs; that part is then left as aiortc runs it.
     """
     ok = True
     rto = getattr(sctp, _SCTP_RTO, None)
@@ -887,6 +888,11 @@ def _serialize_packet(sctp: Any, chunks: list[Any]) -> bytes | None:
     return packet
 
 
+def _raise_cwnd(sctp: Any) -> None:
+    if getattr(sctp, _SCTP_CWND) < CWND_FLOOR:
+        setattr(sctp, _SCTP_CWND, CWND_FLOOR)
+
+
 def _floor_cwnd(sctp: Any) -> bool:
     """Keep ``sctp``'s congestion window at least :data:`CWND_FLOOR` after every SACK."""
     receive_sack = getattr(sctp, _SCTP_SACK, None)
@@ -910,8 +916,7 @@ def _floor_cwnd(sctp: Any) -> bool:
             await receive_sack(chunk)
         finally:
             setattr(sctp, _STALE_SAMPLE, False)
-        if getattr(sctp, _SCTP_CWND) < CWND_FLOOR:
-            setattr(sctp, _SCTP_CWND, CWND_FLOOR)
+        _raise_cwnd(sctp)
 
     floored_receive_sack._netplay = True  # type: ignore[attr-defined]
     setattr(sctp, _SCTP_SACK, floored_receive_sack)
@@ -929,8 +934,7 @@ def _floor_cwnd(sctp: Any) -> bool:
 
     def floored_t3_expired() -> None:
         t3_expired()  # schedules _transmit, which runs after this returns
-        if getattr(sctp, _SCTP_CWND) < CWND_FLOOR:
-            setattr(sctp, _SCTP_CWND, CWND_FLOOR)
+        _raise_cwnd(sctp)
 
     setattr(sctp, _SCTP_T3_EXPIRED, floored_t3_expired)
     return karn

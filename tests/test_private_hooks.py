@@ -199,9 +199,8 @@ async def test_tune_skips_rtt_samples_of_chunks_that_waited_behind_a_hole(
         pc: RTCPeerConnection, waited: str | None) -> None:
     sctp = pc.sctp
     assert _aiortc.tune(sctp)
-    chunk = DataChunk()
-    chunk.tsn = sctp._local_tsn
-    chunk._acked = chunk._abandoned = chunk._in_flight = False
+    chunk = sent_chunk(sctp._local_tsn, SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG
+                       | SCTP_DATA_LAST_FRAG)
     chunk._book_size, chunk._sent_count, chunk._sent_time = 0, 1, time.time() - 5.0
     if waited is not None:
         setattr(chunk, waited, True)  # it waited 5 s for a hole before the cumulative ack
